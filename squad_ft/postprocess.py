@@ -1,0 +1,42 @@
+"""Turn start/end logits over features back into one answer string per example (n-best decoding)."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+
+def best_answers(
+    examples, features, start_logits: np.ndarray, end_logits: np.ndarray, n_best: int, max_answer_length: int
+) -> dict[str, str]:
+    """{example id: answer text}, the highest-scoring valid span over all of an example's features.
+
+    For each feature, the `n_best` start and end positions are paired; a span is valid when both
+    ends are context tokens (offset not None), end >= start, and it is at most `max_answer_length`
+    tokens long. Its score is start logit + end logit; the answer is the context's characters
+    between the span's offsets. An example with no valid span gets the empty answer.
+    """
+    features_of = defaultdict(list)
+    for index, example_id in enumerate(features["example_id"]):
+        features_of[example_id].append(index)
+    offset_mappings = features["offset_mapping"]
+    answers = {}
+    for example in examples:
+        best_score, best_text = -np.inf, ""
+        for index in features_of[example["id"]]:
+            offsets = offset_mappings[index]
+            starts, ends = start_logits[index], end_logits[index]
+            for start in np.argsort(starts)[::-1][:n_best]:
+                for end in np.argsort(ends)[::-1][:n_best]:
+                    if start >= len(offsets) or end >= len(offsets):
+                        continue  # padding beyond this feature's length
+                    if offsets[start] is None or offsets[end] is None:
+                        continue
+                    if end < start or end - start + 1 > max_answer_length:
+                        continue
+                    score = starts[start] + ends[end]
+                    if score > best_score:
+                        best_score = score
+                        best_text = example["context"][offsets[start][0]:offsets[end][1]]
+        answers[example["id"]] = best_text
+    return answers

@@ -1,0 +1,17 @@
+"""Stage subset: the first data.n_examples of data.source, validated, as flat JSON Lines."""
+from squad_ft.data import load_examples, save_jsonl
+from squad_ft.stage import atomic_output, load_params, run_stage
+
+OUT = "data/subset.jsonl"
+
+
+def main() -> None:
+    params = load_params()["data"]
+    examples = load_examples(str(params["source"]), params["n_examples"])
+    with atomic_output(OUT) as out:
+        save_jsonl(examples, out)
+    print(f"{len(examples)} examples from {params['source']} -> {OUT}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
