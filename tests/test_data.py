@@ -1,0 +1,109 @@
+"""Loading each input format, validation with clear errors, and the deterministic split."""
+import json
+
+import pandas as pd
+import pytest
+from helpers import make_examples, to_nested, write_jsonl
+
+from squad_ft.data import load_examples, split_examples
+from squad_ft.stage import UserError
+
+
+@pytest.fixture
+def examples():
+    examples = make_examples(6)
+    (city,), (start,) = examples[0]["answers"].values()
+    examples[0]["answers"] = {"text": [city, f"{city} ."], "answer_start": [start, start]}  # two references
+    return examples
+
+
+def test_nested_json_lines_and_parquet_load_the_same_examples(tmp_path, examples):
+    nested = tmp_path / "squad.json"
+    nested.write_text(json.dumps(to_nested(examples)))
+    jsonl = write_jsonl(examples, tmp_path / "squad.jsonl")
+    parquet = tmp_path / "squad.parquet"
+    pd.DataFrame(examples).to_parquet(parquet)
+
+    for source in (nested, jsonl, parquet):
+        loaded = load_examples(str(source), 6).to_list()
+        assert loaded == examples, source.suffix
+
+
+def test_keeps_the_first_n_examples_in_order(tmp_path, examples):
+    source = write_jsonl(examples, tmp_path / "squad.jsonl")
+    assert load_examples(str(source), 4)["id"] == [ex["id"] for ex in examples[:4]]
+
+
+def error_of(source, n=6) -> str:
+    with pytest.raises(UserError) as caught:
+        load_examples(str(source), n)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_malformed_json_is_a_clear_error(tmp_path):
+    bad = tmp_path / "squad.json"
+    bad.write_text('{"data": [')
+    assert "not valid JSON" in error_of(bad)
+    lines = tmp_path / "squad.jsonl"
+    lines.write_text('{"id": "a"}\n{oops\n')
+    assert "line 2 is not valid JSON" in error_of(lines)
+
+
+def test_missing_fields_are_named(tmp_path, examples):
+    nested = to_nested(examples)
+    del nested["data"][1]["paragraphs"][0]["qas"][0]["question"]
+    source = tmp_path / "squad.json"
+    source.write_text(json.dumps(nested))
+    assert "data[1].paragraphs[0].qas[0] is missing the field 'question'" in error_of(source)
+
+    del examples[2]["answers"]
+    assert "example 2 (id 'q0002') is missing the field(s) answers" in error_of(
+        write_jsonl(examples, tmp_path / "flat.jsonl"))
+
+
+def test_answer_start_must_match_the_context(tmp_path, examples):
+    examples[3]["answers"]["answer_start"][0] += 1
+    message = error_of(write_jsonl(examples, tmp_path / "squad.jsonl"))
+    assert "example 3 (id 'q0003')" in message
+    assert "does not match the context at answer_start" in message
+
+
+def test_n_examples_larger_than_the_data(tmp_path, examples):
+    source = write_jsonl(examples, tmp_path / "squad.jsonl")
+    assert "data.n_examples is 7 but" in error_of(source, n=7)
+    assert "has only 6 examples" in error_of(source, n=7)
+    assert "positive integer" in error_of(source, n=0)
+
+
+def test_missing_local_file(tmp_path):
+    assert "no such file" in error_of(tmp_path / "nowhere.json")
+
+
+def test_real_squad_subset_is_the_reference_subset(shared_squad):
+    examples = load_examples(str(shared_squad), 12_723)  # validates every example of the file
+    assert examples[0]["id"] == "5733be284776f41900661182"
+    assert examples[4999]["id"] == "56d0875b234ae51400d9c348"
+    assert examples[4999]["title"] == "Solar_energy"
+
+
+def test_split_is_deterministic_and_disjoint():
+    from datasets import Dataset
+
+    examples = Dataset.from_list(make_examples(50))
+    first = split_examples(examples, 0.2, seed=42)
+    again = split_examples(examples, 0.2, seed=42)
+    other = split_examples(examples, 0.2, seed=7)
+    assert (len(first["train"]), len(first["test"])) == (40, 10)
+    assert first["test"]["id"] == again["test"]["id"]
+    assert first["test"]["id"] != other["test"]["id"]
+    assert not set(first["train"]["id"]) & set(first["test"]["id"])
+
+
+@pytest.mark.parametrize("test_size", [0, 1, 1.5, -0.2, "0.2"])
+def test_split_rejects_test_size_outside_0_1(test_size):
+    from datasets import Dataset
+
+    with pytest.raises(UserError, match="data.test_size"):
+        split_examples(Dataset.from_list(make_examples(10)), test_size, seed=0)

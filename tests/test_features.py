@@ -1,0 +1,99 @@
+"""Tokenization: windows, gold labels that decode back to the answer, evaluation offsets."""
+import datasets
+import numpy as np
+import pytest
+from helpers import make_examples
+
+from squad_ft.data import load_examples
+from squad_ft.features import check_window, eval_features, tokenize_splits, train_features
+from squad_ft.postprocess import best_answers
+from squad_ft.stage import UserError
+
+MAX_LENGTH, STRIDE = 128, 32  # short windows: most real contexts span several features
+
+
+@pytest.fixture(scope="module")
+def real_examples(shared_squad):
+    return load_examples(str(shared_squad), 300)
+
+
+def labelled_windows(examples, tokenizer):
+    """Training features with their example, as decoded through offsets and sequence ids."""
+    batch = examples[:]
+    encoded = train_features(batch, tokenizer, MAX_LENGTH, STRIDE)
+    again = tokenizer(
+        [q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
+        max_length=MAX_LENGTH, stride=STRIDE, return_overflowing_tokens=True, return_offsets_mapping=True,
+    )
+    for i, sample in enumerate(again["overflow_to_sample_mapping"]):
+        yield examples[sample], encoded, i, again["offset_mapping"][i], again.sequence_ids(i)
+
+
+def test_gold_labels_decode_to_the_gold_answer(real_examples, minilm_tokenizer):
+    inside = outside = 0
+    for example, encoded, i, offsets, sequence_ids in labelled_windows(real_examples, minilm_tokenizer):
+        start_char = example["answers"]["answer_start"][0]
+        end_char = start_char + len(example["answers"]["text"][0])
+        context_tokens = [k for k, s in enumerate(sequence_ids) if s == 1]
+        window = (offsets[context_tokens[0]][0], offsets[context_tokens[-1]][1])
+        start, end = encoded["start_positions"][i], encoded["end_positions"][i]
+        if window[0] <= start_char and end_char <= window[1]:
+            inside += 1
+            decoded = example["context"][offsets[start][0]:offsets[end][1]]
+            # The smallest token span covering the answer: equal to it unless the answer
+            # starts or ends inside a word piece (then the span covers the whole piece).
+            assert offsets[start][0] <= start_char < offsets[start][1]
+            assert offsets[end][0] < end_char <= offsets[end][1]
+            assert example["answers"]["text"][0] in decoded
+        else:
+            outside += 1
+            assert start == end == encoded["input_ids"][i].index(minilm_tokenizer.cls_token_id) == 0
+    assert inside >= 300 and outside > 100  # both cases really exercised
+
+
+def test_most_real_answers_are_recovered_exactly(real_examples, minilm_tokenizer):
+    exact = total = 0
+    for example, encoded, i, offsets, _ in labelled_windows(real_examples, minilm_tokenizer):
+        start, end = encoded["start_positions"][i], encoded["end_positions"][i]
+        if start != 0:
+            total += 1
+            exact += example["context"][offsets[start][0]:offsets[end][1]] == example["answers"]["text"][0]
+    assert exact / total > 0.99  # 99.4% on the first 5,000; the rest end inside a word piece
+
+
+def test_gold_logits_decode_to_the_gold_answers(real_examples, minilm_tokenizer):
+    """Post-processing over real multi-window features picks the labelled span of every example."""
+    splits = datasets.DatasetDict({"train": real_examples, "test": real_examples})
+    features = tokenize_splits(splits, minilm_tokenizer, MAX_LENGTH, STRIDE)
+    assert len(features["test"]) == len(features["train"]) > len(real_examples)
+    length = max(len(ids) for ids in features["test"]["input_ids"])
+    start_logits = np.full((len(features["test"]), length), -100.0)
+    end_logits = start_logits.copy()
+    for i, (start, end) in enumerate(zip(features["train"]["start_positions"], features["train"]["end_positions"])):
+        start_logits[i, start] = end_logits[i, end] = 0.0 if start == 0 else 10.0
+    predictions = best_answers(real_examples, features["test"], start_logits, end_logits, 20, 30)
+    for example in real_examples:
+        assert example["answers"]["text"][0] in predictions[example["id"]]
+
+
+def test_eval_features_keep_example_ids_and_context_offsets_only(minilm_tokenizer):
+    examples = datasets.Dataset.from_list(make_examples(3))
+    encoded = eval_features(examples[:], minilm_tokenizer, 32, 8)
+    assert set(encoded["example_id"]) == {"q0000", "q0001", "q0002"}
+    assert len(encoded["input_ids"]) > 3  # contexts longer than one window
+    for i, offsets in enumerate(encoded["offset_mapping"]):
+        sequence_ids = encoded.sequence_ids(i)
+        assert [o is not None for o in offsets] == [s == 1 for s in sequence_ids]
+
+
+def test_nothing_is_padded(minilm_tokenizer):
+    examples = datasets.Dataset.from_list(make_examples(4))
+    encoded = train_features(examples[:], minilm_tokenizer, 384, 128)
+    assert all(minilm_tokenizer.pad_token_id not in ids for ids in encoded["input_ids"])
+
+
+@pytest.mark.parametrize("max_length, stride, match", [(384, 0, "doc_stride"), (128, 128, "doc_stride"),
+                                                       (1024, 128, "exceeds")])
+def test_bad_window_settings(minilm_tokenizer, max_length, stride, match):
+    with pytest.raises(UserError, match=match):
+        check_window(minilm_tokenizer, max_length, stride)
