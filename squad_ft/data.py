@@ -32,10 +32,13 @@ def load_examples(source: str, n_examples: int) -> datasets.Dataset:
 
 
 def _is_local(source: str) -> bool:
+    """A local file; anything else (a Hub id, or a local dataset folder) goes to `load_dataset`."""
     path = Path(source)
     if path.suffix in LOCAL_SUFFIXES and not path.exists():
         raise UserError(f"data.source: no such file: {source}")
-    return path.exists()
+    if path.is_file() and path.suffix not in LOCAL_SUFFIXES:
+        raise UserError(f"data.source: {source} is not a {', '.join(LOCAL_SUFFIXES)} file")
+    return path.is_file()
 
 
 def _read_hub(dataset_id: str) -> list[dict]:
@@ -44,7 +47,8 @@ def _read_hub(dataset_id: str) -> list[dict]:
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"data.source: cannot load the Hugging Face dataset {dataset_id!r} (not reachable and not cached: "
+            f"data.source: cannot load the Hugging Face dataset {dataset_id!r} (not reachable, not cached or not a "
+            f"dataset: "
             f"{reason}). Set data.source to a local SQuAD file instead: nested SQuAD v1.1 JSON, JSON Lines or "
             "Parquet, e.g. `dvc exp run -S data.source=path/to/train-v1.1.json`"
         ) from err
@@ -56,7 +60,10 @@ def _read_local(path: Path) -> list[dict]:
             return datasets.Dataset.from_parquet(str(path)).to_list()
         except Exception as err:  # pyarrow raises several error types for unreadable files
             raise UserError(f"data.source: {path} is not a readable Parquet file: {err}") from err
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"data.source: cannot read {path}: {err}") from err
     if path.suffix == ".json":
         try:
             content = json.loads(text)
@@ -126,8 +133,8 @@ def validate_example(record: object, index: int) -> None:
     if not isinstance(answers, dict) or not {"text", "answer_start"} <= answers.keys():
         raise UserError(f"{label}: answers must have 'text' and 'answer_start'")
     texts, starts = list(answers["text"]), list(answers["answer_start"])
-    if not texts or len(texts) != len(starts):
-        raise UserError(f"{label}: answers needs as many answer_start as text, and at least one")
+    if not texts or len(texts) != len(starts) or not all(isinstance(text, str) for text in texts):
+        raise UserError(f"{label}: answers needs as many answer_start as text strings, and at least one")
     context = record["context"]
     for text, start in zip(texts, starts):
         found = context[start:start + len(text)] if isinstance(start, int) and start >= 0 else None

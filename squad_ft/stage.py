@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 PARAMS_FILE = "params.yaml"
+MODES = ("full", "lora")
 
 
 class UserError(Exception):
@@ -22,6 +23,13 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict:
         return yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
         raise UserError(f"cannot read {path}: {err}") from err
+
+
+def mode_argument(module: str) -> str:
+    """The one command-line argument of a per-model stage: `full` or `lora`."""
+    if len(sys.argv) != 2 or sys.argv[1] not in MODES:
+        raise UserError(f"usage: python -m {module} {{{','.join(MODES)}}}")
+    return sys.argv[1]
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -1,6 +1,6 @@
 """Stage evaluate@full / evaluate@lora: predictions in the official format and SQuAD v1.1 scores."""
 import json
-import sys
+from pathlib import Path
 
 import datasets
 
@@ -8,16 +8,12 @@ from squad_ft.data import load_jsonl
 from squad_ft.metric import squad_scores
 from squad_ft.modeling import load_tokenizer, load_trained
 from squad_ft.postprocess import best_answers
-from squad_ft.stage import UserError, atomic_output, load_params, run_stage
+from squad_ft.stage import atomic_output, load_params, mode_argument, run_stage
 from squad_ft.training import predict_logits
-
-MODES = ("full", "lora")
 
 
 def main() -> None:
-    mode = sys.argv[1] if len(sys.argv) == 2 else None
-    if mode not in MODES:
-        raise UserError(f"usage: python -m stages.evaluate {{{','.join(MODES)}}}")
+    mode = mode_argument("stages.evaluate")
     params = load_params()
     settings = params["evaluate"]
     examples = load_jsonl("data/split/test.jsonl")
@@ -31,7 +27,7 @@ def main() -> None:
     )
     references = {example["id"]: example["answers"]["text"] for example in examples}
     metrics = {
-        **json.loads(open(f"{model_dir}/train_summary.json").read()),
+        **json.loads(Path(model_dir, "train_summary.json").read_text()),
         **{name: round(value, 2) for name, value in squad_scores(predictions, references).items()},
         "test_examples": len(examples),
     }

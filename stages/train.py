@@ -4,21 +4,16 @@ Both modes share one code path; they differ only in how the model is wrapped (Lo
 adapters) and in their own section of params.yaml, merged over the shared `train` section.
 """
 import json
-import sys
 
 import datasets
 
 from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer
-from squad_ft.stage import UserError, atomic_output, load_params, run_stage
+from squad_ft.stage import atomic_output, load_params, mode_argument, run_stage
 from squad_ft.training import train
-
-MODES = ("full", "lora")
 
 
 def main() -> None:
-    mode = sys.argv[1] if len(sys.argv) == 2 else None
-    if mode not in MODES:
-        raise UserError(f"usage: python -m stages.train {{{','.join(MODES)}}}")
+    mode = mode_argument("stages.train")
     params = load_params()
     hyper = {**params["train"], **params[mode]}
     features = datasets.load_from_disk("data/features")["train"]

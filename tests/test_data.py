@@ -107,3 +107,9 @@ def test_split_rejects_test_size_outside_0_1(test_size):
 
     with pytest.raises(UserError, match="data.test_size"):
         split_examples(Dataset.from_list(make_examples(10)), test_size, seed=0)
+
+
+def test_unsupported_file_type(tmp_path):
+    source = tmp_path / "squad.csv"
+    source.write_text("id,question\n")
+    assert "is not a .json, .jsonl, .parquet file" in error_of(source)
