@@ -65,7 +65,7 @@ class StepAlignedDVCLiveCallback(DVCLiveCallback):
         super().on_log(args, state, control, model=model, logs=logs, **kwargs)
 
 
-def _peak_memory_mb() -> float:
+def peak_memory_mb() -> float:
     """Peak GPU memory allocated (CUDA), else the process's peak resident memory (CPU)."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
@@ -105,7 +105,7 @@ def train(
         "trainable_params": trainable,
         "total_params": total,
         "train_runtime_s": round(result.metrics["train_runtime"], 1),
-        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
         "initial_loss": round(losses[0], 4),
         "final_loss": round(losses[-1], 4),
         "train_features": len(features),

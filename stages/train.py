@@ -6,6 +6,7 @@ adapters) and in their own section of params.yaml, merged over the shared `train
 import json
 
 import datasets
+from transformers import set_seed
 
 from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer
 from squad_ft.stage import atomic_output, load_params, mode_argument, run_stage
@@ -17,6 +18,7 @@ def main() -> None:
     params = load_params()
     hyper = {**params["train"], **params[mode]}
     features = datasets.load_from_disk("data/features")["train"]
+    set_seed(params["train"]["seed"])  # before the QA head and LoRA weights are initialised
     tokenizer = load_tokenizer(str(params["model"]["name"]))
     model = load_pretrained(str(params["model"]["name"]))
     if mode == "lora":

@@ -9,8 +9,8 @@ from helpers import SHARED_SQUAD, make_examples
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer DistilBERT (hidden 32) with a word-level vocabulary."""
-    from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertTokenizerFast
+    """A randomly initialised 2-layer DistilBERT encoder (hidden 32, no QA head) with a word-level vocabulary."""
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
     path = tmp_path_factory.mktemp("tiny-distilbert")
     words = set()
@@ -24,7 +24,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     config = DistilBertConfig(
         vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
     )
-    DistilBertForQuestionAnswering(config).save_pretrained(path)
+    DistilBertModel(config).save_pretrained(path)  # like a pre-trained encoder: the QA head is new
     return path
 
 

@@ -103,3 +103,14 @@ def test_train_rejects_bad_lora_settings_without_output(tokenized, lora, fragmen
     assert_clean_failure(run_module("stages.train", "lora", cwd=tokenized), *fragments)
     assert not (tokenized / "models" / "lora").exists()
     assert not (tokenized / "dvclive" / "lora").exists()
+
+
+def test_training_is_reproducible(tokenized):
+    """Same params, same results: the QA head and LoRA initialisation are seeded too."""
+    assert run_module("stages.tokenize", cwd=tokenized).returncode == 0
+    summaries = []
+    for _ in range(2):
+        assert run_module("stages.train", "lora", cwd=tokenized).returncode == 0
+        summary = json.loads((tokenized / "models/lora/train_summary.json").read_text())
+        summaries.append({key: summary[key] for key in ("initial_loss", "final_loss", "trainable_params")})
+    assert summaries[0] == summaries[1]
