@@ -9,10 +9,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from dvclive import Live
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.integrations import DVCLiveCallback
 
+from dvclive import Live
 from squad_ft.modeling import count_parameters
 from squad_ft.stage import UserError
 

@@ -1,8 +1,13 @@
 """LoRA wrapping for both architectures, parameter counts, clear errors, loading trained models."""
 import pytest
 import torch
-from transformers import (AutoModelForQuestionAnswering, BertConfig, BertForQuestionAnswering, DistilBertConfig,
-                          DistilBertForQuestionAnswering)
+from transformers import (
+    AutoModelForQuestionAnswering,
+    BertConfig,
+    BertForQuestionAnswering,
+    DistilBertConfig,
+    DistilBertForQuestionAnswering,
+)
 
 from squad_ft.modeling import add_lora, count_parameters, linear_module_names, load_pretrained, load_trained
 from squad_ft.stage import UserError

@@ -13,10 +13,9 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out" / "result.json"
     target.parent.mkdir()
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_output(target) as out:
-            out.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_output(target) as out:
+        out.write_text("half")
+        raise RuntimeError("killed")
     assert list(target.parent.iterdir()) == []
     with atomic_output(target) as out:
         out.write_text("new")
@@ -48,7 +47,8 @@ def set_params(project, section, **values):
 
 @pytest.mark.parametrize("content, fragment", [
     ('{"version": "1.1", "data": [', "is not valid JSON"),
-    (json.dumps({"data": [{"title": "t", "paragraphs": [{"qas": [{"id": "x", "question": "q", "answers": []}]}]}]}), "is missing the field 'context'"),
+    (json.dumps({"data": [{"title": "t", "paragraphs": [{"qas": [{"id": "x", "question": "q", "answers": []}]}]}]}),
+     "is missing the field 'context'"),
 ])
 def test_subset_rejects_bad_files_without_output(project, content, fragment):
     (project / "bad.json").write_text(content)
