@@ -94,9 +94,11 @@ def main() -> None:
     table["trainable %"] = 100 * table["trainable"] / full["total"]
     table["step time vs full"] = table["step_s"] / full["step_s"]
     table["memory vs full"] = table["peak_mb"] / full["peak_mb"]
+    formats = {"trainable": "{:,.0f}", "total": "{:,.0f}", "step_s": "{:.2f}", "peak_mb": "{:,.0f}",
+               "trainable %": "{:.2f}", "step time vs full": "{:.2f}x", "memory vs full": "{:.2f}x"}
+    table = table[list(formats)].apply(lambda column: column.map(formats[column.name].format))
     print(f"batch of {args.batch_size} features ({int(full['tokens'])} tokens), model {args.model}")
-    print(table.to_markdown(floatfmt=",.3g"))
-
+    print(table.to_markdown())
 
 if __name__ == "__main__":
     main()
