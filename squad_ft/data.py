@@ -10,74 +10,89 @@ from pathlib import Path
 
 import datasets
 
-from squad_ft.stage import UserError
+from squad_ft.errors import UserError
 
 FIELDS = ("id", "title", "context", "question", "answers")
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
-def load_examples(source: str, n_examples: int) -> datasets.Dataset:
-    """The first `n_examples` of `source`, in order, validated, in the flat schema."""
-    if not isinstance(n_examples, int) or n_examples <= 0:
-        raise UserError(f"data.n_examples must be a positive integer, got {n_examples!r}")
-    records = _read_local(Path(source)) if _is_local(source) else _read_hub(source)
-    if n_examples > len(records):
-        raise UserError(
-            f"data.n_examples is {n_examples} but data.source {source!r} has only {len(records)} examples"
-        )
-    records = records[:n_examples]
+def load_examples(source: str, n_examples: int | None, section: str = "data", split: str = "train") -> datasets.Dataset:
+    """The first `n_examples` (None: all) of `source`, in order, validated, in the flat schema.
+
+    `source` is a Hub dataset id (its `split`) or a local file; `section` is the params.yaml
+    section the settings come from, named in every error.
+    """
+    return first_examples(read_examples(source, section, split), n_examples, section, source)
+
+
+def read_examples(source: str, section: str = "data", split: str = "train") -> list[dict]:
+    """Every example of `source`, validated, in the flat schema."""
+    records = _read_local(Path(source), section) if _is_local(source, section) else _read_hub(source, section, split)
     for index, record in enumerate(records):
-        validate_example(record, index)
-    return datasets.Dataset.from_list([{field: record[field] for field in FIELDS} for record in records])
+        validate_example(record, index, section)
+    return [{field: record[field] for field in FIELDS} for record in records]
 
 
-def _is_local(source: str) -> bool:
+def first_examples(records: list[dict], n_examples: int | None, section: str, source: str) -> datasets.Dataset:
+    """The first `n_examples` of `records` (all of them for None) as a Dataset."""
+    if n_examples is not None:
+        if not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples <= 0:
+            raise UserError(f"{section}.n_examples must be a positive integer or null (all), got {n_examples!r}")
+        if n_examples > len(records):
+            raise UserError(
+                f"{section}.n_examples is {n_examples} but {section}.source {source!r} has only {len(records)} "
+                "examples" + (" not seen in training" if section == "heldout" else "")
+            )
+        records = records[:n_examples]
+    return datasets.Dataset.from_list(records)
+
+
+def _is_local(source: str, section: str) -> bool:
     """A local file; anything else (a Hub id, or a local dataset folder) goes to `load_dataset`."""
     path = Path(source)
     if path.suffix in LOCAL_SUFFIXES and not path.exists():
-        raise UserError(f"data.source: no such file: {source}")
+        raise UserError(f"{section}.source: no such file: {source}")
     if path.is_file() and path.suffix not in LOCAL_SUFFIXES:
-        raise UserError(f"data.source: {source} is not a {', '.join(LOCAL_SUFFIXES)} file")
+        raise UserError(f"{section}.source: {source} is not a {', '.join(LOCAL_SUFFIXES)} file")
     return path.is_file()
 
 
-def _read_hub(dataset_id: str) -> list[dict]:
+def _read_hub(dataset_id: str, section: str, split: str) -> list[dict]:
     try:
-        return datasets.load_dataset(dataset_id, split="train").to_list()
+        return datasets.load_dataset(dataset_id, split=split).to_list()
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"data.source: cannot load the Hugging Face dataset {dataset_id!r} (not reachable, not cached or not a "
-            f"dataset: "
-            f"{reason}). Set data.source to a local SQuAD file instead: nested SQuAD v1.1 JSON, JSON Lines or "
-            "Parquet, e.g. `dvc exp run -S data.source=path/to/train-v1.1.json`"
+            f"{section}.source: cannot load the split {split!r} of the Hugging Face dataset {dataset_id!r} (not "
+            f"reachable, not cached or not a dataset: {reason}). Set {section}.source to a local SQuAD file instead: "
+            f"nested SQuAD v1.1 JSON, JSON Lines or Parquet, e.g. `dvc exp run -S {section}.source=path/to/file.json`"
         ) from err
 
 
-def _read_local(path: Path) -> list[dict]:
+def _read_local(path: Path, section: str) -> list[dict]:
     if path.suffix == ".parquet":
         try:
             return datasets.Dataset.from_parquet(str(path)).to_list()
         except Exception as err:  # pyarrow raises several error types for unreadable files
-            raise UserError(f"data.source: {path} is not a readable Parquet file: {err}") from err
+            raise UserError(f"{section}.source: {path} is not a readable Parquet file: {err}") from err
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"data.source: cannot read {path}: {err}") from err
+        raise UserError(f"{section}.source: cannot read {path}: {err}") from err
     if path.suffix == ".json":
         try:
             content = json.loads(text)
         except json.JSONDecodeError as err:
-            raise UserError(f"data.source: {path} is not valid JSON: {err}") from err
+            raise UserError(f"{section}.source: {path} is not valid JSON: {err}") from err
         if isinstance(content, dict) and "data" in content:
-            return flatten_nested_squad(content, path)
+            return flatten_nested_squad(content, path, section)
         if isinstance(content, list):
             return content
-        raise UserError(f"data.source: {path} is neither nested SQuAD JSON (with 'data') nor a list of examples")
-    return _read_json_lines(text, path)
+        raise UserError(f"{section}.source: {path} is neither nested SQuAD JSON (with 'data') nor a list of examples")
+    return _read_json_lines(text, path, section)
 
 
-def _read_json_lines(text: str, path: Path) -> list[dict]:
+def _read_json_lines(text: str, path: Path, section: str = "data") -> list[dict]:
     records = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -85,11 +100,11 @@ def _read_json_lines(text: str, path: Path) -> list[dict]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise UserError(f"data.source: {path} line {line_number} is not valid JSON: {err}") from err
+            raise UserError(f"{section}.source: {path} line {line_number} is not valid JSON: {err}") from err
     return records
 
 
-def flatten_nested_squad(content: dict, path: Path | str = "<data>") -> list[dict]:
+def flatten_nested_squad(content: dict, path: Path | str = "<data>", section: str = "data") -> list[dict]:
     """Flatten nested SQuAD v1.1 JSON (article, paragraph, question order) into flat records."""
     records = []
     where = "data"
@@ -112,17 +127,17 @@ def flatten_nested_squad(content: dict, path: Path | str = "<data>") -> list[dic
                         },
                     })
     except KeyError as err:
-        raise UserError(f"data.source: {path}: {where} is missing the field {err}") from err
+        raise UserError(f"{section}.source: {path}: {where} is missing the field {err}") from err
     except TypeError as err:
-        raise UserError(f"data.source: {path}: {where} is malformed: {err}") from err
+        raise UserError(f"{section}.source: {path}: {where} is malformed: {err}") from err
     return records
 
 
-def validate_example(record: object, index: int) -> None:
+def validate_example(record: object, index: int, section: str = "data") -> None:
     """Raise a UserError unless `record` is a flat SQuAD example whose answers match its context."""
     if not isinstance(record, dict):
-        raise UserError(f"data.source: example {index} is not a JSON object")
-    label = f"data.source: example {index} (id {record.get('id')!r})"
+        raise UserError(f"{section}.source: example {index} is not a JSON object")
+    label = f"{section}.source: example {index} (id {record.get('id')!r})"
     missing = [field for field in FIELDS if field not in record]
     if missing:
         raise UserError(f"{label} is missing the field(s) {', '.join(missing)}")
@@ -142,6 +157,32 @@ def validate_example(record: object, index: int) -> None:
             raise UserError(
                 f"{label}: answer {text!r} does not match the context at answer_start {start} (found {found!r})"
             )
+
+
+def unseen_examples(candidates: list[dict], train: datasets.Dataset) -> tuple[list[dict], dict]:
+    """The candidates whose article (title) and paragraph (context) never occur in `train`.
+
+    Returns them, in order, with the counts of what was dropped for the record.
+    """
+    titles, contexts = set(train["title"]), set(train["context"])
+    kept = [ex for ex in candidates if ex["title"] not in titles and ex["context"] not in contexts]
+    counts = {
+        "candidates": len(candidates),
+        "dropped_seen_article": sum(ex["title"] in titles for ex in candidates),
+        "dropped_seen_paragraph_only": sum(ex["title"] not in titles and ex["context"] in contexts for ex in candidates),
+        "unseen": len(kept),
+    }
+    return kept, counts
+
+
+def overlap_with(examples: datasets.Dataset, train: datasets.Dataset) -> dict[str, float]:
+    """Fractions of `examples` whose paragraph, and whose article, also occur in `train`."""
+    titles, contexts = set(train["title"]), set(train["context"])
+    n = len(examples)
+    return {
+        "paragraph_overlap": round(sum(c in contexts for c in examples["context"]) / n, 4),
+        "article_overlap": round(sum(t in titles for t in examples["title"]) / n, 4),
+    }
 
 
 def split_examples(examples: datasets.Dataset, test_size: float, seed: int) -> datasets.DatasetDict:

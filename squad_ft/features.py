@@ -11,7 +11,7 @@ from __future__ import annotations
 import datasets
 from transformers import PreTrainedTokenizerFast
 
-from squad_ft.stage import UserError
+from squad_ft.errors import UserError
 
 
 def _encode(examples: dict, tokenizer: PreTrainedTokenizerFast, max_length: int, doc_stride: int):
@@ -88,19 +88,13 @@ def check_window(tokenizer, max_length: int, doc_stride: int) -> None:
         )
 
 
-def tokenize_splits(
-    splits: datasets.DatasetDict, tokenizer, max_length: int, doc_stride: int
-) -> datasets.DatasetDict:
-    """Training features for the `train` split, evaluation features for the `test` split."""
+def tokenize(examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int, training: bool):
+    """Training features (with labels) or evaluation features (with offsets) for `examples`."""
     check_window(tokenizer, max_length, doc_stride)
-    kwargs = {"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride}
-    return datasets.DatasetDict({
-        "train": splits["train"].map(
-            train_features, batched=True, fn_kwargs=kwargs,
-            remove_columns=splits["train"].column_names, desc="Tokenizing train",
-        ),
-        "test": splits["test"].map(
-            eval_features, batched=True, fn_kwargs=kwargs,
-            remove_columns=splits["test"].column_names, desc="Tokenizing test",
-        ),
-    })
+    return examples.map(
+        train_features if training else eval_features,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
+        remove_columns=examples.column_names,
+        desc="Tokenizing " + ("training" if training else "evaluation") + " examples",
+    )

@@ -37,16 +37,19 @@ def f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def question_scores(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, list[float]]:
+    """Per-question exact match and F1 (0-1), in the order of `references`; a missing prediction scores 0."""
+    scores = {"exact_match": [], "f1": []}
+    for question_id, answers in references.items():
+        prediction = predictions.get(question_id)
+        for name, score in (("exact_match", exact_match), ("f1", f1)):
+            scores[name].append(0.0 if prediction is None else max(score(prediction, answer) for answer in answers))
+    return scores
+
+
 def squad_scores(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
     """{"exact_match", "f1"} in percent over all questions in `references`."""
-    total_em = total_f1 = 0.0
-    for question_id, answers in references.items():
-        if question_id not in predictions:
-            continue
-        prediction = predictions[question_id]
-        total_em += max(exact_match(prediction, answer) for answer in answers)
-        total_f1 += max(f1(prediction, answer) for answer in answers)
     return {
-        "exact_match": 100.0 * total_em / len(references),
-        "f1": 100.0 * total_f1 / len(references),
+        name: 100.0 * sum(values) / len(references)
+        for name, values in question_scores(predictions, references).items()
     }

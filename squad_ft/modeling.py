@@ -7,7 +7,7 @@ import torch
 from peft import AutoPeftModelForQuestionAnswering, LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-from squad_ft.stage import UserError
+from squad_ft.errors import UserError
 
 QA_HEAD = "qa_outputs"
 ALL_LINEAR = "all-linear"

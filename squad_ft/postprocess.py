@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from squad_ft.stage import UserError
+from squad_ft.errors import UserError
 
 
 def best_answers(

@@ -1,4 +1,4 @@
-"""The comparison report: a Markdown table from the metrics files and a PNG of the loss curves."""
+"""The comparison report: one Markdown table from the metrics files, and a PNG of the loss curves."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import pandas as pd  # noqa: E402
 
-ROWS = {
+MODEL_LABELS = {"full": "Full fine-tuning", "lora": "LoRA"}
+SET_LABELS = {"test": "Test", "heldout": "Held-out"}
+DIFFERENCE = "LoRA - full (paired)"
+TRAINING_ROWS = {
     "epochs": ("Epochs", "{:g}"),
     "trainable_params": ("Trained params", "{:,}"),
     "total_params": ("Total params", "{:,}"),
@@ -18,9 +21,8 @@ ROWS = {
     "peak_memory_mb": ("Peak memory", None),
     "initial_loss": ("Initial loss", "{:.2f}"),
     "final_loss": ("Final loss", "{:.2f}"),
-    "exact_match": ("Exact match", "{:.1f}"),
-    "f1": ("F1", "{:.1f}"),
 }
+SCORES = {"exact_match": "exact match", "f1": "F1"}
 
 
 def _duration(seconds: float) -> str:
@@ -32,26 +34,107 @@ def _memory(megabytes: float) -> str:
     return f"{megabytes / 1024:.1f} GB" if megabytes >= 1024 else f"{megabytes:.0f} MB"
 
 
-def _cell(key: str, value) -> str:
+def _training_cell(key: str, value) -> str:
     if key == "train_runtime_s":
         return _duration(value)
     if key == "peak_memory_mb":
         return _memory(value)
-    return ROWS[key][1].format(value)
+    return TRAINING_ROWS[key][1].format(value)
 
 
-def comparison_table(metrics: dict[str, dict]) -> pd.DataFrame:
-    """One column per model (e.g. full, LoRA), one row per reported quantity, plus the device."""
-    columns = {
-        name: [_cell(key, values[key]) for key in ROWS] + [values["device"]]
-        for name, values in metrics.items()
-    }
-    index = [label for label, _ in ROWS.values()] + ["Device"]
-    return pd.DataFrame(columns, index=pd.Index(index, name="Metric"))
+def _with_interval(value: float, interval: list[float], signed: bool = False) -> str:
+    number = "{:+.1f}" if signed else "{:.1f}"
+    return f"{number.format(value)} [{number.format(interval[0])}, {number.format(interval[1])}]"
 
 
-def load_metrics(paths: dict[str, Path]) -> dict[str, dict]:
-    return {name: json.loads(Path(path).read_text()) for name, path in paths.items()}
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.0f}%"
+
+
+def verdict(interval: list[float]) -> str:
+    """Whether a paired interval of LoRA minus full fine-tuning excludes zero, in words."""
+    if interval[0] > 0:
+        return "LoRA better (the interval excludes 0)"
+    if interval[1] < 0:
+        return "full fine-tuning better (the interval excludes 0)"
+    return "within noise (the interval includes 0)"
+
+
+def comparison_table(evaluations: dict[tuple[str, str], dict], comparisons: dict[str, dict]) -> pd.DataFrame:
+    """Rows: training figures, then per evaluation set its questions, overlap and scores.
+
+    `evaluations` maps (eval_set, mode) to an evaluate stage's metrics; `comparisons` maps
+    eval_set to the compare stage's paired differences. Columns: one per model, and the
+    paired difference of LoRA minus full fine-tuning on the score rows.
+    """
+    modes = [mode for mode in MODEL_LABELS if ("test", mode) in evaluations]
+    rows = {}
+    for key, (label, _) in TRAINING_ROWS.items():
+        rows[label] = {mode: _training_cell(key, evaluations["test", mode][key]) for mode in modes}
+    for eval_set in (s for s in SET_LABELS if (s, modes[0]) in evaluations):
+        name = SET_LABELS[eval_set]
+        metrics = {mode: evaluations[eval_set, mode] for mode in modes}
+        rows[f"{name}: questions"] = {mode: f"{metrics[mode][f'{eval_set}_examples']:,}" for mode in modes}
+        rows[f"{name}: paragraph / article seen in training"] = {
+            mode: f"{_percent(metrics[mode][f'{eval_set}_paragraph_overlap'])} / "
+                  f"{_percent(metrics[mode][f'{eval_set}_article_overlap'])}" for mode in modes
+        }
+        for key, score in SCORES.items():
+            row = {mode: _with_interval(metrics[mode][key], metrics[mode][f"{key}_ci"]) for mode in modes}
+            if eval_set in comparisons:
+                compared = comparisons[eval_set]
+                row[DIFFERENCE] = _with_interval(
+                    compared[f"{key}_difference"], compared[f"{key}_difference_ci"], signed=True)
+            rows[f"{name}: {score}"] = row
+    rows["Device"] = {mode: evaluations["test", mode]["device"] for mode in modes}
+    columns = [MODEL_LABELS[mode] for mode in modes] + ([DIFFERENCE] if comparisons else [])
+    table = pd.DataFrame.from_dict(rows, orient="index").rename(columns=MODEL_LABELS).reindex(columns=columns)
+    return table.fillna("").rename_axis("Metric")
+
+
+def conclusions(comparisons: dict[str, dict]) -> list[str]:
+    """One sentence per evaluation set and score: is LoRA's difference from full fine-tuning real?"""
+    lines = []
+    for eval_set, compared in comparisons.items():
+        for key, score in SCORES.items():
+            interval = compared[f"{key}_difference_ci"]
+            lines.append(
+                f"{SET_LABELS[eval_set]} {score}, LoRA - full fine-tuning on the same {compared['questions']:,} "
+                f"questions: {_with_interval(compared[f'{key}_difference'], interval, signed=True)}: "
+                f"{verdict(interval)}."
+            )
+    return lines
+
+
+def heldout_description(data: dict) -> str:
+    """Where the held-out questions come from and what was dropped to keep them unseen."""
+    dropped = data["dropped_seen_article"] + data["dropped_seen_paragraph_only"]
+    return (
+        f"Held-out set: {data['heldout_examples']:,} questions from {data['heldout_articles']:,} articles of "
+        f"`{data['source']}` that the training split never saw; {dropped:,} of its {data['candidates']:,} "
+        f"questions were dropped because their article ({data['dropped_seen_article']:,}) or only their paragraph "
+        f"({data['dropped_seen_paragraph_only']:,}) occurs in the training split."
+    )
+
+
+def render(evaluations: dict, comparisons: dict, heldout_data: dict | None, confidence: float) -> str:
+    """The whole Markdown report."""
+    table = comparison_table(evaluations, comparisons).to_markdown()
+    parts = [
+        "# Full fine-tuning vs LoRA on SQuAD v1.1",
+        f"Scores are official SQuAD v1.1 exact match and F1 (0-100) with {confidence:.0%} bootstrap intervals "
+        "over questions; the last column is LoRA minus full fine-tuning, bootstrapped in pairs on the same "
+        "questions.",
+        table,
+        "\n".join(f"- {line}" for line in conclusions(comparisons)),
+    ]
+    if heldout_data:
+        parts.append(heldout_description(heldout_data))
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def load_json_files(paths) -> list[dict]:
+    return [json.loads(Path(path).read_text()) for path in paths]
 
 
 def plot_losses(loss_logs: dict[str, Path], out: Path) -> None:
@@ -59,7 +142,7 @@ def plot_losses(loss_logs: dict[str, Path], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, path in loss_logs.items():
         log = pd.read_csv(path, sep="\t")
-        ax.plot(log["step"], log["loss"], label=name)
+        ax.plot(log["step"], log["loss"], marker=".", label=name)
     ax.set(xlabel="optimizer step", ylabel="training loss", title="Training loss")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -1,7 +1,9 @@
 """What every stage script shares: params, one-line errors, all-or-nothing outputs."""
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -9,12 +11,11 @@ from pathlib import Path
 
 import yaml
 
+from squad_ft.errors import UserError
+
 PARAMS_FILE = "params.yaml"
 MODES = ("full", "lora")
-
-
-class UserError(Exception):
-    """A problem with the user's data or parameters, reported in one line without a traceback."""
+EVAL_SETS = ("test", "heldout")
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict:
@@ -25,11 +26,24 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict:
         raise UserError(f"cannot read {path}: {err}") from err
 
 
-def mode_argument(module: str) -> str:
-    """The one command-line argument of a per-model stage: `full` or `lora`."""
-    if len(sys.argv) != 2 or sys.argv[1] not in MODES:
-        raise UserError(f"usage: python -m {module} {{{','.join(MODES)}}}")
-    return sys.argv[1]
+def stage_arguments(description: str, *paths: str, mode: bool = False, eval_set: bool = False) -> argparse.Namespace:
+    """A stage's command line: a required `--NAME PATH` for each of `paths`; `--mode` and `--eval-set` if asked.
+
+    dvc.yaml passes every input and output path, so paths live in one place.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    if mode:
+        parser.add_argument("--mode", required=True, choices=MODES, help="which model: full fine-tuning or LoRA")
+    if eval_set:
+        parser.add_argument("--eval-set", required=True, choices=EVAL_SETS, help="which evaluation set")
+    for name in paths:
+        parser.add_argument(f"--{name}", required=True, type=Path, metavar="PATH")
+    return parser.parse_args()
+
+
+def write_json(path: Path, content) -> None:
+    """`content` as indented JSON, ending with a newline."""
+    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
 
 
 def run_stage(main: Callable[[], None]) -> None:

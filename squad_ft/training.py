@@ -7,14 +7,15 @@ import tempfile
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.integrations import DVCLiveCallback
 
 from dvclive import Live
+from squad_ft.errors import UserError
 from squad_ft.modeling import count_parameters
-from squad_ft.stage import UserError
+
+SUMMARY_FILE = "train_summary.json"  # written beside the weights by the train stage
 
 
 def device_and_precision() -> tuple[str, dict]:
@@ -29,7 +30,8 @@ def device_and_precision() -> tuple[str, dict]:
     return f"cpu ({torch.get_num_threads()} threads, fp32)", {"use_cpu": True}
 
 
-def _arguments(output_dir: str, **kwargs) -> TrainingArguments:
+def trainer_arguments(output_dir: str, **kwargs) -> TrainingArguments:
+    """TrainingArguments for this machine's device and precision, with no checkpoints or reporting."""
     _, precision = device_and_precision()
     return TrainingArguments(output_dir=output_dir, report_to="none", save_strategy="no", **precision, **kwargs)
 
@@ -41,7 +43,7 @@ def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArgum
             raise UserError(f"{key} must be positive, got {hyper[key]!r}")
     if not 0 <= hyper["warmup_fraction"] < 1:
         raise UserError(f"train.warmup_fraction must be in [0, 1), got {hyper['warmup_fraction']!r}")
-    return _arguments(
+    return trainer_arguments(
         output_dir,
         num_train_epochs=hyper["epochs"],
         learning_rate=hyper["learning_rate"],
@@ -111,16 +113,3 @@ def train(
         "train_features": len(features),
         "device": device,
     }
-
-
-def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset, batch_size: int):
-    """Start and end logits for every feature, padded with -100 to the longest feature."""
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(
-            model=model,
-            args=_arguments(scratch, per_device_eval_batch_size=batch_size),
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-        )
-        start_logits, end_logits = trainer.predict(features).predictions
-    return np.asarray(start_logits), np.asarray(end_logits)

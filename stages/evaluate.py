@@ -1,40 +1,38 @@
-"""Stage evaluate@full / evaluate@lora: predictions in the official format and SQuAD v1.1 scores."""
+"""Stage evaluate@{full,lora}-{test,heldout}: predictions in the official format, SQuAD v1.1 scores.
+
+The scores carry bootstrap confidence intervals, and the metrics record how many of the
+evaluated questions share their paragraph or article with the training split.
+"""
 import json
-from pathlib import Path
 
-import datasets
-
-from squad_ft.data import load_jsonl
-from squad_ft.metric import squad_scores
-from squad_ft.modeling import load_tokenizer, load_trained
-from squad_ft.postprocess import best_answers
-from squad_ft.stage import atomic_output, load_params, mode_argument, run_stage
-from squad_ft.training import predict_logits
+from squad_ft.data import load_jsonl, overlap_with
+from squad_ft.inference import answer_questions, load_model
+from squad_ft.metric import question_scores
+from squad_ft.stage import atomic_output, load_params, run_stage, stage_arguments, write_json
+from squad_ft.stats import scores_with_intervals
+from squad_ft.training import SUMMARY_FILE
 
 
 def main() -> None:
-    mode = mode_argument("stages.evaluate")
+    paths = stage_arguments(__doc__.splitlines()[0], "model", "examples", "train", "predictions", "metrics", eval_set=True)
     params = load_params()
-    settings = params["evaluate"]
-    examples = load_jsonl("data/split/test.jsonl")
-    features = datasets.load_from_disk("data/features")["test"]
-    model_dir = f"models/{mode}"
-    start_logits, end_logits = predict_logits(
-        load_trained(model_dir), load_tokenizer(model_dir), features, settings["batch_size"]
-    )
-    predictions = best_answers(
-        examples, features, start_logits, end_logits, settings["n_best"], settings["max_answer_length"]
-    )
+    eval_set = paths.eval_set
+    examples = load_jsonl(paths.examples)
+    model, tokenizer = load_model(paths.model)
+    predictions = answer_questions(model, tokenizer, examples, params["model"], params["evaluate"])
     references = {example["id"]: example["answers"]["text"] for example in examples}
+    overlap = overlap_with(examples, load_jsonl(paths.train))
     metrics = {
-        **json.loads(Path(model_dir, "train_summary.json").read_text()),
-        **{name: round(value, 2) for name, value in squad_scores(predictions, references).items()},
-        "test_examples": len(examples),
+        **json.loads((paths.model / SUMMARY_FILE).read_text()),
+        "eval_set": eval_set,
+        **scores_with_intervals(question_scores(predictions, references), params["bootstrap"]),
+        f"{eval_set}_examples": len(examples),
+        **{f"{eval_set}_{name}": value for name, value in overlap.items()},
     }
-    with atomic_output(f"data/predictions/{mode}.json") as out:
+    with atomic_output(paths.predictions) as out:
         out.write_text(json.dumps(predictions, indent=1, ensure_ascii=False) + "\n")
-    with atomic_output(f"metrics/{mode}.json") as out:
-        out.write_text(json.dumps(metrics, indent=2) + "\n")
+    with atomic_output(paths.metrics) as out:
+        write_json(out, metrics)
     print(json.dumps(metrics, indent=2))
 
 

@@ -1,18 +1,33 @@
 """Stage report: the comparison table (Markdown) and the training-loss curves (PNG)."""
-from squad_ft.report import comparison_table, load_metrics, plot_losses
-from squad_ft.stage import atomic_output, run_stage
+import argparse
+from pathlib import Path
 
-MODELS = {"Full fine-tuning": "full", "LoRA": "lora"}
+from squad_ft.report import MODEL_LABELS, load_json_files, plot_losses, render
+from squad_ft.stage import atomic_output, load_params, run_stage
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--evaluations", nargs="+", required=True, type=Path, help="evaluate stages' metrics")
+    parser.add_argument("--comparisons", nargs="*", default=[], type=Path, help="compare stages' metrics")
+    parser.add_argument("--heldout-data", type=Path, help="the heldout stage's counts")
+    parser.add_argument("--loss-logs", nargs="+", required=True, metavar="MODE=PATH", help="dvclive loss.tsv per model")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--plot", required=True, type=Path)
+    return parser.parse_args()
 
 
 def main() -> None:
-    metrics = load_metrics({label: f"metrics/{mode}.json" for label, mode in MODELS.items()})
-    table = comparison_table(metrics).to_markdown()
-    with atomic_output("metrics/report.md") as out:
-        out.write_text(f"# Full fine-tuning vs LoRA on SQuAD v1.1\n\n{table}\n")
-    with atomic_output("metrics/loss.png") as out:
-        plot_losses({label: f"dvclive/{mode}/plots/metrics/loss.tsv" for label, mode in MODELS.items()}, out)
-    print(table)
+    paths = arguments()
+    evaluations = {(m["eval_set"], m["mode"]): m for m in load_json_files(paths.evaluations)}
+    comparisons = {c["eval_set"]: c for c in load_json_files(paths.comparisons)}
+    heldout_data = load_json_files([paths.heldout_data])[0] if paths.heldout_data else None
+    report = render(evaluations, comparisons, heldout_data, load_params()["bootstrap"]["confidence"])
+    with atomic_output(paths.out) as out:
+        out.write_text(report)
+    with atomic_output(paths.plot) as out:
+        plot_losses({MODEL_LABELS[mode]: Path(path) for mode, path in (pair.split("=", 1) for pair in paths.loss_logs)}, out)
+    print(report)
 
 
 if __name__ == "__main__":

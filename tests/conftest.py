@@ -14,7 +14,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("tiny-distilbert")
     words = set()
-    for ex in make_examples(200):
+    for ex in make_examples(200) + make_examples(200, unseen=True):
         words.update((ex["context"] + " " + ex["question"]).lower().replace("?", " ?").split())
     chars = sorted({c for w in words for c in w})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words), *chars, *(f"##{c}" for c in chars)]

@@ -17,20 +17,26 @@ PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "squad_ft")
 CITIES = ["paris", "rome", "berlin", "madrid", "lisbon", "vienna", "prague", "warsaw", "oslo", "dublin"]
 COUNTRIES = ["france", "italy", "germany", "spain", "portugal", "austria", "czechia", "poland", "norway", "ireland"]
 FILLER = "it is a large country with many rivers , hills and old towns where people live and work ."
+UNSEEN_FILLER = "its coast is long and its winters are cold , so many people travel south in the summer ."
 
 
-def make_examples(n: int, seed: int = 0) -> list[dict]:
-    """`n` flat SQuAD examples about capitals: easy to learn, with exact answer offsets."""
+def make_examples(n: int, seed: int = 0, unseen: bool = False) -> list[dict]:
+    """`n` flat SQuAD examples about capitals: easy to learn, with exact answer offsets.
+
+    `unseen`: the same questions about other articles ("... (travel)", with other paragraphs
+    and ids), which share neither article nor paragraph with the default examples.
+    """
     rng = random.Random(seed)
+    filler, suffix, prefix_id = (UNSEEN_FILLER, " (travel)", "h") if unseen else (FILLER, "", "q")
     examples = []
     for i in range(n):
         k = rng.randrange(len(CITIES))
-        prefix = f"{COUNTRIES[k].title()} is in europe . {FILLER} "
-        context = f"{prefix}the capital of {COUNTRIES[k]} is {CITIES[k]} . {FILLER}"
+        prefix = f"{COUNTRIES[k].title()} is in europe . {filler} "
+        context = f"{prefix}the capital of {COUNTRIES[k]} is {CITIES[k]} . {filler}"
         start = context.index(f" is {CITIES[k]} .") + len(" is ")
         examples.append({
-            "id": f"q{i:04d}",
-            "title": COUNTRIES[k].title(),
+            "id": f"{prefix_id}{i:04d}",
+            "title": COUNTRIES[k].title() + suffix,
             "context": context,
             "question": f"What is the capital of {COUNTRIES[k]}?",
             "answers": {"text": [CITIES[k]], "answer_start": [start]},
@@ -77,10 +83,15 @@ def run_module(module: str, *args: str, cwd: Path, env: dict | None = None) -> s
     )
 
 
-def tiny_params(source: Path, model_dir: Path, n_examples: int = 40) -> dict:
-    """params.yaml overrides for a pipeline run on synthetic data and the tiny model, in seconds."""
+def tiny_params(source: Path, model_dir: Path, n_examples: int = 40, heldout: Path | None = None) -> dict:
+    """params.yaml overrides for a pipeline run on synthetic data and the tiny model, in seconds.
+
+    `heldout` defaults to `source` itself (its examples beyond the training split's articles).
+    """
     return {
         "data": {"source": str(source), "n_examples": n_examples},
+        "heldout": {"source": str(heldout or source), "n_examples": None},
+        "bootstrap": {"resamples": 200},
         "model": {"name": str(model_dir), "max_length": 64, "doc_stride": 16},
         "train": {"batch_size": 8, "logging_steps": 2},
         "full": {"epochs": 2, "learning_rate": 1e-3},

@@ -6,7 +6,7 @@ import pytest
 from helpers import make_examples, to_nested, write_jsonl
 
 from squad_ft.data import load_examples, split_examples
-from squad_ft.stage import UserError
+from squad_ft.errors import UserError
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from helpers import make_examples
 from squad_ft.data import load_examples
 from squad_ft.features import check_window, eval_features, tokenize_splits, train_features
 from squad_ft.postprocess import best_answers
-from squad_ft.stage import UserError
+from squad_ft.errors import UserError
 
 MAX_LENGTH, STRIDE = 128, 32  # short windows: most real contexts span several features
 

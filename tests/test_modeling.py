@@ -10,7 +10,7 @@ from transformers import (
 )
 
 from squad_ft.modeling import add_lora, count_parameters, linear_module_names, load_pretrained, load_trained
-from squad_ft.stage import UserError
+from squad_ft.errors import UserError
 
 
 def tiny_distilbert():

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import make_examples, tiny_params, write_jsonl, write_project
 
-ALL_STAGES = {"subset", "split", "tokenize", "train_full", "train_lora", "evaluate@full", "evaluate@lora", "report"}
+EVALUATIONS = {f"evaluate@{mode}-{eval_set}" for mode in ("full", "lora") for eval_set in ("test", "heldout")}
+ALL_STAGES = {"subset", "split", "heldout", "tokenize", "train@full", "train@lora", *EVALUATIONS,
+              "compare@test", "compare@heldout", "report"}
 ENV = {
     **os.environ,
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python` in dvc.yaml
@@ -36,7 +38,8 @@ def stages_run(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("pipeline")
-    source = write_jsonl(make_examples(40), root / "squad.jsonl")
+    # 40 training examples, then 30 from unseen articles: the held-out source is the same file
+    source = write_jsonl(make_examples(40) + make_examples(30, unseen=True), root / "squad.jsonl")
     (root / "repo").mkdir()
     repo = write_project(root / "repo", **tiny_params(source, tiny_model_dir))
     run(repo, "git", "init", "-q")
@@ -51,18 +54,39 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     assert stages_run(first_run) == ALL_STAGES
     test_ids = {json.loads(line)["id"] for line in (repo / "data/split/test.jsonl").read_text().splitlines()}
     assert len(test_ids) == 8
+    heldout_ids = {json.loads(line)["id"] for line in (repo / "data/heldout.jsonl").read_text().splitlines()}
+    assert heldout_ids == {f"h{i:04d}" for i in range(30)}  # exactly the unseen articles
+    data = json.loads((repo / "metrics/heldout/data.json").read_text())
+    assert (data["candidates"], data["dropped_seen_article"], data["heldout_examples"]) == (70, 40, 30)
     for mode in ("full", "lora"):
-        metrics = json.loads((repo / f"metrics/{mode}.json").read_text())
-        for key in ("exact_match", "f1", "trainable_params", "total_params", "train_runtime_s", "peak_memory_mb",
-                    "initial_loss", "final_loss", "device"):
-            assert key in metrics, key
-        assert 0 <= metrics["exact_match"] <= metrics["f1"] <= 100
-        assert set(json.loads((repo / f"data/predictions/{mode}.json").read_text())) == test_ids
+        for eval_set, ids, prefix in (("test", test_ids, ""), ("heldout", heldout_ids, "heldout/")):
+            metrics = json.loads((repo / f"metrics/{prefix}{mode}.json").read_text())
+            for key in ("trainable_params", "total_params", "train_runtime_s", "peak_memory_mb",
+                        "initial_loss", "final_loss", "device"):
+                assert key in metrics, key
+            assert (metrics["mode"], metrics["eval_set"], metrics[f"{eval_set}_examples"]) == (mode, eval_set, len(ids))
+            assert 0 <= metrics["exact_match"] <= metrics["f1"] <= 100
+            for score in ("exact_match", "f1"):
+                low, high = metrics[f"{score}_ci"]
+                assert 0 <= low <= metrics[score] <= high <= 100
+            assert set(json.loads((repo / f"data/predictions/{prefix}{mode}.json").read_text())) == ids
         assert (repo / f"dvclive/{mode}/plots/metrics/loss.tsv").exists()
+        test_metrics = json.loads((repo / f"metrics/{mode}.json").read_text())
+        assert test_metrics["test_paragraph_overlap"] == test_metrics["test_article_overlap"] == 1.0
+        heldout_metrics = json.loads((repo / f"metrics/heldout/{mode}.json").read_text())
+        assert heldout_metrics["heldout_paragraph_overlap"] == heldout_metrics["heldout_article_overlap"] == 0.0
+    for prefix, n in (("", 8), ("heldout/", 30)):
+        comparison = json.loads((repo / f"metrics/{prefix}lora_vs_full.json").read_text())
+        assert comparison["questions"] == n
+        low, high = comparison["f1_difference_ci"]
+        assert low <= comparison["f1_difference"] <= high
     full, lora = (json.loads((repo / f"metrics/{m}.json").read_text()) for m in ("full", "lora"))
     assert full["trainable_params"] == full["total_params"]
     assert 66 < lora["trainable_params"] < full["trainable_params"]  # adapters + head, not the head alone
-    assert "| Trained params |" in (repo / "metrics/report.md").read_text()
+    report = (repo / "metrics/report.md").read_text()
+    for row in ("| Trained params ", "| Test: F1 ", "| Held-out: exact match ", "| Held-out: questions "):
+        assert row in report, row
+    assert "Held-out F1, LoRA - full fine-tuning on the same 30 questions" in report
     assert (repo / "metrics/loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -75,9 +99,20 @@ def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "first run")
     output = run(repo, "dvc", "exp", "run", "-S", "lora.r=8")
-    assert stages_run(output) == {"train_lora", "evaluate@lora", "report"}
+    # the comparisons re-run only if LoRA's predictions changed (DVC compares their hashes)
+    assert stages_run(output) - {"compare@test", "compare@heldout"} == {
+        "train@lora", "evaluate@lora-test", "evaluate@lora-heldout", "report"}
 
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
-    assert set(diff) == {"metrics/lora.json"}  # the full model's metrics did not move
+    assert "metrics/full.json" not in diff and "metrics/heldout/full.json" not in diff  # full did not move
     trainable = diff["metrics/lora.json"]["trainable_params"]
     assert trainable["new"] == 2 * (trainable["old"] - 66) + 66  # rank 4 -> 8 doubles the adapters
+
+
+def test_heldout_change_reruns_only_the_heldout_evaluations(repo):
+    repo, _ = repo
+    output = run(repo, "dvc", "exp", "run", "-S", "heldout.n_examples=12")
+    assert stages_run(output) == {"heldout", "evaluate@full-heldout", "evaluate@lora-heldout", "compare@heldout",
+                                  "report"}  # never training or the test-split evaluations
+    assert json.loads((repo / "metrics/heldout/data.json").read_text())["heldout_examples"] == 12
+    assert len(json.loads((repo / "data/predictions/heldout/full.json").read_text())) == 12

@@ -4,7 +4,7 @@ import pytest
 from datasets import Dataset
 
 from squad_ft.postprocess import best_answers
-from squad_ft.stage import UserError
+from squad_ft.errors import UserError
 
 CONTEXT = "The cat sat on the mat"
 #          0   4   8   12 15  19

@@ -1,0 +1,51 @@
+"""Answer questions with a trained model: load it, window the contexts, predict, decode.
+
+The one inference path: the `evaluate` stage and any later command use it as it is.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, Trainer
+
+from squad_ft.features import tokenize
+from squad_ft.modeling import load_tokenizer, load_trained
+from squad_ft.postprocess import best_answers
+from squad_ft.training import trainer_arguments
+
+
+def load_model(path: str | Path):
+    """(model, tokenizer) of a model folder written by training (full or LoRA)."""
+    return load_trained(path), load_tokenizer(str(path))
+
+
+def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset, batch_size: int):
+    """Start and end logits for every feature, padded with -100 to the longest feature."""
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer(
+            model=model,
+            args=trainer_arguments(scratch, per_device_eval_batch_size=batch_size),
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+        )
+        start_logits, end_logits = trainer.predict(features).predictions
+    return np.asarray(start_logits), np.asarray(end_logits)
+
+
+def answer_questions(
+    model: torch.nn.Module, tokenizer, examples: datasets.Dataset, window: dict, decoding: dict
+) -> dict[str, str]:
+    """{question id: answer text} for `examples` (flat SQuAD schema; answers not needed).
+
+    `window` holds `max_length` and `doc_stride` (the `model` params); `decoding` holds
+    `batch_size`, `n_best` and `max_answer_length` (the `evaluate` params).
+    """
+    features = tokenize(examples, tokenizer, window["max_length"], window["doc_stride"], training=False)
+    start_logits, end_logits = predict_logits(model, tokenizer, features, decoding["batch_size"])
+    return best_answers(
+        examples, features, start_logits, end_logits, decoding["n_best"], decoding["max_answer_length"]
+    )

@@ -1,0 +1,63 @@
+"""Bootstrap confidence intervals over questions, for one model and for a paired difference.
+
+Percentile bootstrap: resample the questions with replacement `resamples` times, take the
+score of each resample, and report the central `confidence` range of those scores. The
+paired version resamples the same questions for both models, so that the difference is
+measured question by question and the noise they share cancels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from squad_ft.errors import UserError
+
+CHUNK = 1000  # resamples drawn at once: bounds memory at CHUNK x questions indices
+
+
+def _check(settings: dict) -> None:
+    if not isinstance(settings["resamples"], int) or settings["resamples"] < 100:
+        raise UserError(f"bootstrap.resamples must be an integer >= 100, got {settings['resamples']!r}")
+    if not 0 < settings["confidence"] < 1:
+        raise UserError(f"bootstrap.confidence must be strictly between 0 and 1, got {settings['confidence']!r}")
+
+
+def resampled_means(values: np.ndarray, settings: dict) -> np.ndarray:
+    """The mean of `values` (questions on the last axis) over each bootstrap resample of the questions."""
+    _check(settings)
+    rng = np.random.default_rng(settings["seed"])
+    n = values.shape[-1]
+    means = []
+    for start in range(0, settings["resamples"], CHUNK):
+        indices = rng.integers(0, n, size=(min(CHUNK, settings["resamples"] - start), n))
+        means.append(values[..., indices].mean(axis=-1))
+    return np.concatenate(means, axis=-1)
+
+
+def interval(values, settings: dict) -> list[float]:
+    """[low, high] bootstrap interval of the mean of per-question `values` (0-1), in percent."""
+    return _percentiles(resampled_means(np.asarray(values, dtype=float), settings), settings)
+
+
+def paired_difference(first, second, settings: dict) -> dict:
+    """Mean of `second` minus mean of `first` (percent) and its paired bootstrap interval."""
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if first.shape != second.shape:
+        raise UserError("a paired comparison needs the same questions for both models")
+    differences = resampled_means(second - first, settings)
+    return {"difference": round(100 * float(second.mean() - first.mean()), 2),
+            "interval": _percentiles(differences, settings)}
+
+
+def _percentiles(means: np.ndarray, settings: dict) -> list[float]:
+    tail = 100 * (1 - settings["confidence"]) / 2
+    low, high = np.percentile(100 * means, [tail, 100 - tail])
+    return [round(float(low), 2), round(float(high), 2)]
+
+
+def scores_with_intervals(question_scores: dict[str, list[float]], settings: dict) -> dict:
+    """Each score in percent, with its bootstrap interval as `<name>_ci`."""
+    summary = {}
+    for name, values in question_scores.items():
+        summary[name] = round(100 * float(np.mean(values)), 2)
+        summary[f"{name}_ci"] = interval(values, settings)
+    return summary

@@ -1,0 +1,27 @@
+"""Stage compare@{test,heldout}: LoRA minus full fine-tuning, question by question (paired bootstrap)."""
+import json
+
+from squad_ft.data import load_jsonl
+from squad_ft.metric import question_scores
+from squad_ft.stage import atomic_output, load_params, run_stage, stage_arguments, write_json
+from squad_ft.stats import paired_difference
+
+
+def main() -> None:
+    paths = stage_arguments(__doc__, "examples", "full", "lora", "out", eval_set=True)
+    settings = load_params()["bootstrap"]
+    examples = load_jsonl(paths.examples)
+    references = {example["id"]: example["answers"]["text"] for example in examples}
+    full, lora = (question_scores(json.loads(path.read_text()), references) for path in (paths.full, paths.lora))
+    comparison = {"eval_set": paths.eval_set, "questions": len(references)}
+    for name in ("exact_match", "f1"):
+        difference = paired_difference(full[name], lora[name], settings)
+        comparison[f"{name}_difference"] = difference["difference"]
+        comparison[f"{name}_difference_ci"] = difference["interval"]
+    with atomic_output(paths.out) as out:
+        write_json(out, comparison)
+    print(json.dumps(comparison, indent=2))
+
+
+if __name__ == "__main__":
+    run_stage(main)
