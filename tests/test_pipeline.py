@@ -116,3 +116,30 @@ def test_heldout_change_reruns_only_the_heldout_evaluations(repo):
                                   "report"}  # never training or the test-split evaluations
     assert json.loads((repo / "metrics/heldout/data.json").read_text())["heldout_examples"] == 12
     assert len(json.loads((repo / "data/predictions/heldout/full.json").read_text())) == 12
+
+
+def test_queued_seeds_are_summarised(repo):
+    repo, _ = repo
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "train.seed=range(1,3)")  # seeds 1 and 2
+    run(repo, "dvc", "exp", "run", "--run-all")
+    exp_show = json.loads(run(repo, "dvc", "exp", "show", "--json"))
+    table = run(repo, sys.executable, "-m", "squad_ft.sweep")
+
+    # what the table must say, from the experiments' own metrics: LoRA's held-out F1 over the
+    # seeds of the group that the queued runs belong to (heldout.n_examples=12, lora.r=8)
+    f1_by_seed = {}
+    for experiment in exp_show[1]["experiments"]:
+        data = experiment["revs"][0]["data"]
+        params = data["params"]["params.yaml"]["data"]
+        if params["heldout"]["n_examples"] == 12:
+            f1_by_seed[params["train"]["seed"]] = data["metrics"]["metrics/heldout/lora.json"]["data"]["f1"]
+    assert {1, 2} <= set(f1_by_seed)
+    scores = list(f1_by_seed.values())
+    mean = sum(scores) / len(scores)
+    std = (sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) ** 0.5
+    seeds = ", ".join(map(str, sorted(f1_by_seed)))
+    row = next(line for line in table.splitlines() if re.match(r"\| 12 +\| lora +\| heldout ", line))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[3:5] == [str(len(scores)), seeds]
+    assert cells[6] == f"{mean:.1f} ± {std:.1f}"
+    assert "train.seed" not in table.splitlines()[2]  # the seed is what varies within a group, not a column

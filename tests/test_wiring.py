@@ -1,0 +1,102 @@
+"""dvc.yaml cannot go stale: every stage depends on every project module it imports, transitively.
+
+A stage's `cmd` runs `python -m MODULE`; the project modules that MODULE imports, directly or
+through other project modules, must all be in the stage's `deps`, or DVC would serve results
+computed by old code. Package `__init__.py` files hold no code (checked), so they need not be.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import re
+
+import pytest
+import yaml
+from helpers import ROOT
+
+PACKAGES = ("squad_ft", "stages")
+
+
+def module_path(module: str) -> str:
+    return module.replace(".", "/") + ".py"
+
+
+def project_imports(module: str) -> set[str]:
+    """Project modules imported by `module` (e.g. "stages.train" -> {"squad_ft.training", ...})."""
+    tree = ast.parse((ROOT / module_path(module)).read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name.split(".")[0] in PACKAGES and (ROOT / module_path(name)).exists()}
+    return found
+
+
+def import_closure(module: str) -> set[str]:
+    """`module` and every project module it imports, transitively, as file paths."""
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(project_imports(current))
+    return {module_path(name) for name in seen}
+
+
+def stage_definitions(dvc_yaml: dict):
+    """(stage name, cmd, deps) of each stage; a foreach stage's template counts once."""
+    for name, stage in dvc_yaml["stages"].items():
+        body = stage.get("do", stage)
+        yield name, body["cmd"], body.get("deps", [])
+
+
+def missing_deps(dvc_yaml: dict) -> dict[str, set[str]]:
+    """{stage: project modules it imports but does not depend on}, for stages with misses."""
+    missing = {}
+    for name, cmd, deps in stage_definitions(dvc_yaml):
+        modules = re.findall(r"python -m ([\w.]+)", cmd)
+        assert modules, f"stage {name}: no `python -m MODULE` in its cmd"
+        needed = set().union(*(import_closure(module) for module in modules))
+        if needed - set(deps):
+            missing[name] = needed - set(deps)
+    return missing
+
+
+@pytest.fixture(scope="module")
+def dvc_yaml() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def test_every_stage_depends_on_every_module_it_imports(dvc_yaml):
+    assert missing_deps(dvc_yaml) == {}
+
+
+def test_removing_any_module_dep_is_caught(dvc_yaml):
+    for name, _, deps in stage_definitions(dvc_yaml):
+        for dep in (d for d in deps if d.endswith(".py")):
+            broken = copy.deepcopy(dvc_yaml)
+            body = broken["stages"][name].get("do", broken["stages"][name])
+            body["deps"].remove(dep)
+            assert missing_deps(broken) == {name: {dep}}, (name, dep)
+
+
+def test_the_closure_is_transitive():
+    # stages.evaluate imports squad_ft.inference, which imports squad_ft.training
+    assert "squad_ft/training.py" in import_closure("stages.evaluate")
+    assert "squad_ft/training.py" not in project_imports("stages.evaluate")
+
+
+def test_package_init_files_hold_no_code():
+    for package in PACKAGES:
+        body = ast.parse((ROOT / package / "__init__.py").read_text()).body
+        assert all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body), package
+
+
+def test_stage_scripts_hard_code_no_data_paths():
+    """Paths live in dvc.yaml: a stage script names no file under data/, models/, metrics/ or dvclive/."""
+    for script in (ROOT / "stages").glob("*.py"):
+        assert not re.search(r"""["'](data|models|metrics|dvclive)/""", script.read_text()), script.name
