@@ -22,19 +22,16 @@ def load_examples(source: str, n_examples: int | None, section: str = "data", sp
     `source` is a Hub dataset id (its `split`) or a local file; `section` is the params.yaml
     section the settings come from, named in every error.
     """
-    return first_examples(read_examples(source, section, split), n_examples, section, source)
+    return first_examples(_read(source, section, split), n_examples, section, source)
 
 
 def read_examples(source: str, section: str = "data", split: str = "train") -> list[dict]:
     """Every example of `source`, validated, in the flat schema."""
-    records = _read_local(Path(source), section) if _is_local(source, section) else _read_hub(source, section, split)
-    for index, record in enumerate(records):
-        validate_example(record, index, section)
-    return [{field: record[field] for field in FIELDS} for record in records]
+    return _validated(_read(source, section, split), section)
 
 
 def first_examples(records: list[dict], n_examples: int | None, section: str, source: str) -> datasets.Dataset:
-    """The first `n_examples` of `records` (all of them for None) as a Dataset."""
+    """The first `n_examples` of `records` (all of them for None), validated, as a Dataset."""
     if n_examples is not None:
         if not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples <= 0:
             raise UserError(f"{section}.n_examples must be a positive integer or null (all), got {n_examples!r}")
@@ -44,7 +41,17 @@ def first_examples(records: list[dict], n_examples: int | None, section: str, so
                 "examples" + (" not seen in training" if section == "heldout" else "")
             )
         records = records[:n_examples]
-    return datasets.Dataset.from_list(records)
+    return datasets.Dataset.from_list(_validated(records, section))
+
+
+def _read(source: str, section: str, split: str) -> list[dict]:
+    return _read_local(Path(source), section) if _is_local(source, section) else _read_hub(source, section, split)
+
+
+def _validated(records: list, section: str) -> list[dict]:
+    for index, record in enumerate(records):
+        validate_example(record, index, section)
+    return [{field: record[field] for field in FIELDS} for record in records]
 
 
 def _is_local(source: str, section: str) -> bool:

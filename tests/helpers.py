@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -75,10 +77,26 @@ def write_project(directory: Path, **overrides: dict) -> Path:
     return directory
 
 
-def run_module(module: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m module` as DVC would, from the project directory `cwd`."""
+def stage_command(project: Path, stage: str) -> list[str]:
+    """The command of `stage` (e.g. "train@lora") as the project's dvc.yaml defines it."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    name, _, key = stage.partition("@")
+    definition = stages[name]
+    cmd = definition.get("do", definition)["cmd"]
+    if key:
+        items = definition["foreach"]
+        item = items[key] if isinstance(items, dict) else key
+        cmd = cmd.replace("${key}", key)
+        cmd = re.sub(r"\$\{item(?:\.(\w+))?\}", lambda m: str(item[m.group(1)] if m.group(1) else item), cmd)
+    return shlex.split(cmd)
+
+
+def run_stage(stage: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one stage's command as DVC would, from the project directory `cwd`, without DVC."""
+    command = stage_command(cwd, stage)
+    assert command[0] == "python", command
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, *command[1:]], cwd=cwd, capture_output=True, text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})},
     )
 

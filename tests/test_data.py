@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from helpers import make_examples, to_nested, write_jsonl
 
-from squad_ft.data import load_examples, split_examples
+from squad_ft.data import load_examples, overlap_with, split_examples, unseen_examples
 from squad_ft.errors import UserError
 
 
@@ -113,3 +113,22 @@ def test_unsupported_file_type(tmp_path):
     source = tmp_path / "squad.csv"
     source.write_text("id,question\n")
     assert "is not a .json, .jsonl, .parquet file" in error_of(source)
+
+
+def test_unseen_examples_drop_seen_articles_and_paragraphs_and_count_them():
+    from datasets import Dataset
+
+    train = Dataset.from_list(make_examples(30))
+    renamed = {**make_examples(1)[0], "id": "r1", "title": "Another title"}  # a seen paragraph, new title
+    unseen = make_examples(4, unseen=True)
+    kept, counts = unseen_examples(make_examples(5, seed=3) + [renamed] + unseen, train)
+    assert [ex["id"] for ex in kept] == [ex["id"] for ex in unseen]
+    assert counts == {"candidates": 10, "dropped_seen_article": 5, "dropped_seen_paragraph_only": 1, "unseen": 4}
+
+
+def test_overlap_with_the_training_split():
+    from datasets import Dataset
+
+    train = Dataset.from_list(make_examples(30))
+    mixed = Dataset.from_list(make_examples(3) + make_examples(1, unseen=True))
+    assert overlap_with(mixed, train) == {"paragraph_overlap": 0.75, "article_overlap": 0.75}

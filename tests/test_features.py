@@ -5,7 +5,7 @@ import pytest
 from helpers import make_examples
 
 from squad_ft.data import load_examples
-from squad_ft.features import check_window, eval_features, tokenize_splits, train_features
+from squad_ft.features import check_window, eval_features, tokenize, train_features
 from squad_ft.postprocess import best_answers
 from squad_ft.errors import UserError
 
@@ -63,15 +63,15 @@ def test_most_real_answers_are_recovered_exactly(real_examples, minilm_tokenizer
 
 def test_gold_logits_decode_to_the_gold_answers(real_examples, minilm_tokenizer):
     """Post-processing over real multi-window features picks the labelled span of every example."""
-    splits = datasets.DatasetDict({"train": real_examples, "test": real_examples})
-    features = tokenize_splits(splits, minilm_tokenizer, MAX_LENGTH, STRIDE)
-    assert len(features["test"]) == len(features["train"]) > len(real_examples)
-    length = max(len(ids) for ids in features["test"]["input_ids"])
-    start_logits = np.full((len(features["test"]), length), -100.0)
+    training = tokenize(real_examples, minilm_tokenizer, MAX_LENGTH, STRIDE, training=True)
+    evaluation = tokenize(real_examples, minilm_tokenizer, MAX_LENGTH, STRIDE, training=False)
+    assert len(evaluation) == len(training) > len(real_examples)
+    length = max(len(ids) for ids in evaluation["input_ids"])
+    start_logits = np.full((len(evaluation), length), -100.0)
     end_logits = start_logits.copy()
-    for i, (start, end) in enumerate(zip(features["train"]["start_positions"], features["train"]["end_positions"])):
+    for i, (start, end) in enumerate(zip(training["start_positions"], training["end_positions"])):
         start_logits[i, start] = end_logits[i, end] = 0.0 if start == 0 else 10.0
-    predictions = best_answers(real_examples, features["test"], start_logits, end_logits, 20, 30)
+    predictions = best_answers(real_examples, evaluation, start_logits, end_logits, 20, 30)
     for example in real_examples:
         assert example["answers"]["text"][0] in predictions[example["id"]]
 

@@ -1,7 +1,7 @@
 """The official SQuAD v1.1 metric on hand-checked cases."""
 import pytest
 
-from squad_ft.metric import exact_match, f1, normalize_answer, squad_scores
+from squad_ft.metric import exact_match, f1, normalize_answer, question_scores, squad_scores
 
 
 @pytest.mark.parametrize("text, normalized", [
@@ -49,3 +49,12 @@ def test_scores_take_the_best_reference_and_average_in_percent():
 def test_a_missing_prediction_scores_zero():
     scores = squad_scores({"q1": "yes"}, {"q1": ["yes"], "q2": ["no"]})
     assert scores == {"exact_match": 50.0, "f1": 50.0}
+
+
+def test_question_scores_are_per_question_in_reference_order():
+    references = {"a": ["Denver Broncos"], "b": ["Paris", "the city of Paris"], "c": ["four"]}
+    predictions = {"b": "city of Paris", "a": "Broncos"}  # none for "c"
+    scores = question_scores(predictions, references)
+    assert scores["exact_match"] == [0.0, 1.0, 0.0]
+    assert scores["f1"] == [pytest.approx(2 / 3), 1.0, 0.0]
+    assert squad_scores(predictions, references)["f1"] == pytest.approx(100 * (2 / 3 + 1) / 3)

@@ -1,29 +1,70 @@
-"""The comparison table and the loss-curve plot, from metrics files and dvclive logs."""
-from squad_ft.report import comparison_table, plot_losses
+"""The comparison report: training rows, scores with intervals per evaluation set, the verdicts."""
+from squad_ft.report import comparison_table, plot_losses, render, verdict
 
-FULL = {"epochs": 3, "trainable_params": 66364418, "total_params": 66364418, "train_runtime_s": 229.4,
-        "peak_memory_mb": 4710.4, "initial_loss": 2.2912, "final_loss": 0.9, "exact_match": 50.2, "f1": 63.04,
-        "device": "cuda (NVIDIA GeForce RTX 3080 Ti, fp16)"}
-LORA = {**FULL, "epochs": 10, "trainable_params": 1538, "train_runtime_s": 139.0, "peak_memory_mb": 1000.0,
-        "exact_match": 12.1, "f1": 18.6}
+TRAINING = {"epochs": 3, "trainable_params": 66364418, "total_params": 66364418, "train_runtime_s": 229.4,
+            "peak_memory_mb": 4710.4, "initial_loss": 2.2912, "final_loss": 0.9,
+            "device": "cuda (NVIDIA GeForce RTX 3080 Ti, fp16)"}
 
 
-def test_table_formats_every_row_for_each_model():
-    table = comparison_table({"Full fine-tuning": FULL, "LoRA": LORA})
-    assert table["Full fine-tuning"].to_dict() == {
-        "Epochs": "3", "Trained params": "66,364,418", "Total params": "66,364,418", "Time to train": "3m49s",
-        "Peak memory": "4.6 GB", "Initial loss": "2.29", "Final loss": "0.90", "Exact match": "50.2",
-        "F1": "63.0", "Device": "cuda (NVIDIA GeForce RTX 3080 Ti, fp16)",
-    }
+def evaluation(mode, eval_set, em, f1, overlap, **training):
+    return {**TRAINING, **training, "mode": mode, "eval_set": eval_set, "exact_match": em, "f1": f1,
+            "exact_match_ci": [em - 3, em + 3], "f1_ci": [f1 - 2.5, f1 + 2.5], f"{eval_set}_examples": 1000,
+            f"{eval_set}_paragraph_overlap": overlap, f"{eval_set}_article_overlap": 1.0 if overlap else 0.0}
+
+
+EVALUATIONS = {
+    ("test", "full"): evaluation("full", "test", 50.2, 63.04, 0.984),
+    ("test", "lora"): evaluation("lora", "test", 48.0, 61.0, 0.984, epochs=10, trainable_params=1538,
+                                 train_runtime_s=139.0, peak_memory_mb=1000.0),
+    ("heldout", "full"): evaluation("full", "heldout", 40.0, 52.0, 0.0),
+    ("heldout", "lora"): evaluation("lora", "heldout", 35.0, 47.5, 0.0),
+}
+COMPARISONS = {
+    "test": {"eval_set": "test", "questions": 1000, "exact_match_difference": -2.2,
+             "exact_match_difference_ci": [-5.1, 0.6], "f1_difference": -2.04, "f1_difference_ci": [-4.6, 0.5]},
+    "heldout": {"eval_set": "heldout", "questions": 1000, "exact_match_difference": -5.0,
+                "exact_match_difference_ci": [-7.9, -2.1], "f1_difference": -4.5, "f1_difference_ci": [-7.0, -2.0]},
+}
+
+
+def test_table_has_training_rows_and_scores_with_intervals_per_set():
+    table = comparison_table(EVALUATIONS, COMPARISONS)
+    assert list(table.columns) == ["Full fine-tuning", "LoRA", "LoRA - full (paired)"]
+    full = table["Full fine-tuning"].to_dict()
+    assert {key: full[key] for key in ("Epochs", "Trained params", "Time to train", "Peak memory", "Initial loss")} == {
+        "Epochs": "3", "Trained params": "66,364,418", "Time to train": "3m49s", "Peak memory": "4.6 GB",
+        "Initial loss": "2.29"}
     assert table.loc["Peak memory", "LoRA"] == "1000 MB"
-    assert table.loc["Time to train", "LoRA"] == "2m19s"
-    assert "| Trained params | 66,364,418" in table.to_markdown()
+    assert table.loc["Test: F1", "Full fine-tuning"] == "63.0 [60.5, 65.5]"
+    assert table.loc["Test: paragraph / article seen in training", "LoRA"] == "98% / 100%"
+    assert table.loc["Held-out: paragraph / article seen in training", "LoRA"] == "0% / 0%"
+    assert table.loc["Held-out: exact match", "LoRA - full (paired)"] == "-5.0 [-7.9, -2.1]"
+    assert table.loc["Test: questions", "LoRA"] == "1,000"
+    assert table.loc["Epochs", "LoRA - full (paired)"] == ""
+
+
+def test_verdict_says_whether_the_interval_excludes_zero():
+    assert verdict([-5.1, 0.6]) == "within noise (the interval includes 0)"
+    assert verdict([0.2, 3.0]) == "LoRA better (the interval excludes 0)"
+    assert verdict([-7.9, -2.1]) == "full fine-tuning better (the interval excludes 0)"
+
+
+def test_report_states_each_conclusion_and_the_heldout_source():
+    data = {"source": "rajpurkar/squad", "candidates": 10570, "dropped_seen_article": 0,
+            "dropped_seen_paragraph_only": 0, "heldout_examples": 1000, "heldout_articles": 6}
+    report = render(EVALUATIONS, COMPARISONS, data, 0.95)
+    assert "95% bootstrap intervals" in report
+    assert ("- Test exact match, LoRA - full fine-tuning on the same 1,000 questions: -2.2 [-5.1, +0.6]: "
+            "within noise (the interval includes 0).") in report
+    assert "- Held-out F1, LoRA - full fine-tuning on the same 1,000 questions: -4.5 [-7.0, -2.0]: full " \
+           "fine-tuning better" in report
+    assert "1,000 questions from 6 articles of `rajpurkar/squad`" in report
 
 
 def test_loss_plot_is_a_png(tmp_path):
     logs = {}
-    for name in ("full", "lora"):
+    for name, text in (("full", "timestamp\tstep\tloss\n0\t1\t5.9\n0\t10\t4.1\n"), ("lora", "timestamp\tstep\tloss\n0\t1\t5.9\n")):
         logs[name] = tmp_path / f"{name}.tsv"
-        logs[name].write_text("timestamp\tstep\tloss\n0\t1\t5.9\n0\t10\t4.1\n0\t20\t3.0\n")
+        logs[name].write_text(text)
     plot_losses(logs, tmp_path / "loss.png")
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

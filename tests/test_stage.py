@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 import yaml
-from helpers import make_examples, run_module, tiny_params, write_jsonl, write_project
+from helpers import make_examples, run_stage, tiny_params, write_jsonl, write_project
 
 from squad_ft.stage import atomic_output
 
@@ -53,7 +53,7 @@ def set_params(project, section, **values):
 def test_subset_rejects_bad_files_without_output(project, content, fragment):
     (project / "bad.json").write_text(content)
     set_params(project, "data", source=str(project / "bad.json"))
-    assert_clean_failure(run_module("stages.subset", cwd=project), "data.source", fragment)
+    assert_clean_failure(run_stage("subset", cwd=project), "data.source", fragment)
     assert not (project / "data" / "subset.jsonl").exists()
 
 
@@ -62,34 +62,34 @@ def test_subset_rejects_a_mismatched_answer_and_too_many_examples(project):
     examples[7]["answers"]["answer_start"] = [3]
     write_jsonl(examples, project / "bad.jsonl")
     set_params(project, "data", source=str(project / "bad.jsonl"))
-    assert_clean_failure(run_module("stages.subset", cwd=project), "example 7", "does not match the context")
+    assert_clean_failure(run_stage("subset", cwd=project), "example 7", "does not match the context")
     set_params(project, "data", source=str(project / "bad.jsonl"), n_examples=21)
-    assert_clean_failure(run_module("stages.subset", cwd=project), "data.n_examples is 21", "only 20")
+    assert_clean_failure(run_stage("subset", cwd=project), "data.n_examples is 21", "only 20")
     assert not (project / "data" / "subset.jsonl").exists()
 
 
 def test_unreachable_hub_dataset_names_the_parameter(project):
     set_params(project, "data", source="squad-ft-tests/no-such-dataset")
-    assert_clean_failure(run_module("stages.subset", cwd=project), "data.source", "Set data.source to a local")
+    assert_clean_failure(run_stage("subset", cwd=project), "data.source", "Set data.source to a local")
 
 
 @pytest.fixture
 def tokenized(project):
-    for module in ("stages.subset", "stages.split"):
-        assert run_module(module, cwd=project).returncode == 0
+    for stage in ("subset", "split"):
+        assert run_stage(stage, cwd=project).returncode == 0
     return project
 
 
 def test_split_rejects_test_size_outside_0_1(tokenized):
     shutil.rmtree(tokenized / "data" / "split")  # as DVC removes a stage's outputs before running it
     set_params(tokenized, "data", test_size=1.2)
-    assert_clean_failure(run_module("stages.split", cwd=tokenized), "data.test_size")
+    assert_clean_failure(run_stage("split", cwd=tokenized), "data.test_size")
     assert not (tokenized / "data" / "split").exists()
 
 
 def test_unreachable_hub_model_names_the_parameter(tokenized):
     set_params(tokenized, "model", name="distilbert-base-uncased-not-cached")
-    assert_clean_failure(run_module("stages.tokenize", cwd=tokenized), "model.name", "Set model.name to a local")
+    assert_clean_failure(run_stage("tokenize", cwd=tokenized), "model.name", "Set model.name to a local")
     assert not (tokenized / "data" / "features").exists()
 
 
@@ -98,19 +98,62 @@ def test_unreachable_hub_model_names_the_parameter(tokenized):
     ({"target_modules": ["query", "value"]}, ["lora.target_modules", "q_lin, v_lin"]),
 ])
 def test_train_rejects_bad_lora_settings_without_output(tokenized, lora, fragments):
-    assert run_module("stages.tokenize", cwd=tokenized).returncode == 0
+    assert run_stage("tokenize", cwd=tokenized).returncode == 0
     set_params(tokenized, "lora", **lora)
-    assert_clean_failure(run_module("stages.train", "lora", cwd=tokenized), *fragments)
+    assert_clean_failure(run_stage("train@lora", cwd=tokenized), *fragments)
     assert not (tokenized / "models" / "lora").exists()
     assert not (tokenized / "dvclive" / "lora").exists()
 
 
 def test_training_is_reproducible(tokenized):
     """Same params, same results: the QA head and LoRA initialisation are seeded too."""
-    assert run_module("stages.tokenize", cwd=tokenized).returncode == 0
+    assert run_stage("tokenize", cwd=tokenized).returncode == 0
     summaries = []
     for _ in range(2):
-        assert run_module("stages.train", "lora", cwd=tokenized).returncode == 0
+        assert run_stage("train@lora", cwd=tokenized).returncode == 0
         summary = json.loads((tokenized / "models/lora/train_summary.json").read_text())
         summaries.append({key: summary[key] for key in ("initial_loss", "final_loss", "trainable_params")})
     assert summaries[0] == summaries[1]
+
+
+def training_split(project) -> list[dict]:
+    return [json.loads(line) for line in (project / "data/split/train.jsonl").read_text().splitlines()]
+
+
+def test_heldout_keeps_only_unseen_articles_in_order(tokenized):
+    unseen = make_examples(5, unseen=True)
+    write_jsonl(training_split(tokenized) + unseen, tokenized / "heldout.jsonl")
+    set_params(tokenized, "heldout", source=str(tokenized / "heldout.jsonl"), n_examples=3)
+    assert run_stage("heldout", cwd=tokenized).returncode == 0
+    kept = [json.loads(line)["id"] for line in (tokenized / "data/heldout.jsonl").read_text().splitlines()]
+    assert kept == [ex["id"] for ex in unseen[:3]]
+    counts = json.loads((tokenized / "metrics/heldout/data.json").read_text())
+    assert (counts["candidates"], counts["dropped_seen_article"], counts["unseen"], counts["heldout_examples"]) == (
+        21, 16, 5, 3)
+
+
+def test_heldout_drops_a_seen_paragraph_under_another_title(tokenized):
+    renamed = training_split(tokenized)[:2]  # training paragraphs, filed under a new article title
+    for example in renamed:
+        example["title"] = "Renamed"
+    write_jsonl(renamed + make_examples(1, unseen=True), tokenized / "heldout.jsonl")
+    set_params(tokenized, "heldout", source=str(tokenized / "heldout.jsonl"), n_examples=None)
+    assert run_stage("heldout", cwd=tokenized).returncode == 0
+    counts = json.loads((tokenized / "metrics/heldout/data.json").read_text())
+    assert (counts["dropped_seen_article"], counts["dropped_seen_paragraph_only"], counts["unseen"]) == (0, 2, 1)
+
+
+@pytest.mark.parametrize("heldout, fragments", [
+    ({"source": "no/such/file.json"}, ["heldout.source: no such file"]),
+    ({"source": "squad-ft-tests/no-such-dataset"}, ["heldout.source", "split 'validation'", "Set heldout.source"]),
+    ({"n_examples": 0}, ["heldout.n_examples must be a positive integer or null"]),
+    ({"n_examples": 99}, ["heldout.n_examples is 99", "not seen in training"]),
+    ({"source": "data/split/train.jsonl"}, ["all 16 examples come from articles or paragraphs of the training"]),
+])
+def test_heldout_errors_name_the_parameter_and_leave_no_output(tokenized, heldout, fragments):
+    write_jsonl(training_split(tokenized) + make_examples(5, unseen=True), tokenized / "heldout.jsonl")
+    heldout = {"source": str(tokenized / "heldout.jsonl"), "n_examples": None, **heldout}
+    set_params(tokenized, "heldout", **heldout)
+    assert_clean_failure(run_stage("heldout", cwd=tokenized), *fragments)
+    assert not (tokenized / "data/heldout.jsonl").exists()
+    assert not (tokenized / "metrics/heldout/data.json").exists()
