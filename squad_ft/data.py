@@ -11,6 +11,7 @@ from pathlib import Path
 import datasets
 
 from squad_ft.errors import UserError
+from squad_ft.hub import check_local, hub_reachable, unreachable_note
 
 FIELDS = ("id", "title", "context", "question", "answers")
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -49,8 +50,17 @@ def _read(source: str, section: str, split: str) -> list[dict]:
 
 
 def _validated(records: list, section: str) -> list[dict]:
+    """The records in the flat schema, each validated, their ids unique."""
+    positions = {}
     for index, record in enumerate(records):
         validate_example(record, index, section)
+        positions.setdefault(record["id"], []).append(index)
+    duplicated = next(((id_, where) for id_, where in positions.items() if len(where) > 1), None)
+    if duplicated:
+        raise UserError(
+            f"{section}.source: duplicate question id {duplicated[0]!r} at examples "
+            f"{', '.join(map(str, duplicated[1]))}: predictions and scores are keyed by id, so ids must be unique"
+        )
     return [{field: record[field] for field in FIELDS} for record in records]
 
 
@@ -59,19 +69,21 @@ def _is_local(source: str, section: str) -> bool:
     path = Path(source)
     if path.suffix in LOCAL_SUFFIXES and not path.exists():
         raise UserError(f"{section}.source: no such file: {source}")
+    check_local(source, f"{section}.source")
     if path.is_file() and path.suffix not in LOCAL_SUFFIXES:
         raise UserError(f"{section}.source: {source} is not a {', '.join(LOCAL_SUFFIXES)} file")
     return path.is_file()
 
 
 def _read_hub(dataset_id: str, section: str, split: str) -> list[dict]:
+    hub_reachable()  # if the Hub does not answer, read the cache only: no half-minute of retries
     try:
         return datasets.load_dataset(dataset_id, split=split).to_list()
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
             f"{section}.source: cannot load the split {split!r} of the Hugging Face dataset {dataset_id!r} (not "
-            f"reachable, not cached or not a dataset: {reason}). Set {section}.source to a local SQuAD file instead: "
+            f"reachable, not cached or not a dataset: {reason}).{unreachable_note()} Set {section}.source to a local SQuAD file instead: "
             f"nested SQuAD v1.1 JSON, JSON Lines or Parquet, e.g. `dvc exp run -S {section}.source=path/to/file.json`"
         ) from err
 
@@ -151,12 +163,16 @@ def validate_example(record: object, index: int, section: str = "data") -> None:
     for field in ("id", "title", "context", "question"):
         if not isinstance(record[field], str):
             raise UserError(f"{label}: {field} must be a string")
+        if field != "title" and not record[field].strip():
+            raise UserError(f"{label}: {field} is empty")
     answers = record["answers"]
     if not isinstance(answers, dict) or not {"text", "answer_start"} <= answers.keys():
         raise UserError(f"{label}: answers must have 'text' and 'answer_start'")
     texts, starts = list(answers["text"]), list(answers["answer_start"])
     if not texts or len(texts) != len(starts) or not all(isinstance(text, str) for text in texts):
         raise UserError(f"{label}: answers needs as many answer_start as text strings, and at least one")
+    if not all(text.strip() for text in texts):
+        raise UserError(f"{label}: an answer text is empty")
     context = record["context"]
     for text, start in zip(texts, starts):
         found = context[start:start + len(text)] if isinstance(start, int) and start >= 0 else None

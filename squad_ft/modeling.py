@@ -1,40 +1,45 @@
 """Load the pre-trained encoder with a QA head, wrap it with LoRA, load a trained model back."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
-from peft import AutoPeftModelForQuestionAnswering, LoraConfig, PeftModel, TaskType, get_peft_model
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from squad_ft.errors import UserError
+from squad_ft.hub import check_local, hub_reachable, unreachable_note
 
 QA_HEAD = "qa_outputs"
 ALL_LINEAR = "all-linear"
+ADAPTER_CONFIG = "adapter_config.json"
 
 
-def _not_loadable(name: str, err: Exception) -> UserError:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return UserError(
-        f"model.name: cannot load {name!r} (not reachable and not cached: {reason}). Set model.name to a local "
-        "model directory instead, e.g. `dvc exp run -S model.name=path/to/distilbert-base-uncased`"
-    )
+def _load(loader, name: str):
+    """`loader.from_pretrained(name)`: a local directory, or a Hub id (from the cache when the Hub is unreachable)."""
+    local = check_local(name, "model.name")
+    if not local:
+        hub_reachable()  # if the Hub does not answer, the loader reads the cache only: no half-minute of retries
+    try:
+        return loader.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        where = "is not a loadable model directory" if local else "cannot be loaded (not reachable and not cached)"
+        raise UserError(
+            f"model.name: {name!r} {where}: {reason}.{'' if local else unreachable_note()} Set model.name to a local "
+            "model directory instead, e.g. `dvc exp run -S model.name=path/to/distilbert-base-uncased`"
+        ) from err
 
 
 def load_tokenizer(name: str):
     """The model's fast tokenizer, from the Hub or a local directory."""
-    try:
-        return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise _not_loadable(name, err) from err
+    return _load(AutoTokenizer, name)
 
 
 def load_pretrained(name: str) -> torch.nn.Module:
     """The pre-trained encoder with a freshly initialised span-prediction head."""
-    try:
-        return AutoModelForQuestionAnswering.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise _not_loadable(name, err) from err
+    return _load(AutoModelForQuestionAnswering, name)
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
@@ -83,8 +88,26 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
 
 
-def load_trained(path: str | Path) -> torch.nn.Module:
-    """A model saved by training: a full model, or a LoRA adapter merged into its base model."""
-    if (Path(path) / "adapter_config.json").exists():
-        return AutoPeftModelForQuestionAnswering.from_pretrained(path).merge_and_unload()
-    return AutoModelForQuestionAnswering.from_pretrained(path)
+def record_base_model(adapter_dir: Path, base_model: str) -> None:
+    """Record the base model of a saved LoRA adapter as the user named it (`model.name`).
+
+    peft records the path the weights were read from: for a Hub model an absolute path into
+    this machine's cache, useless elsewhere. A Hub id loads anywhere; a local path is kept as
+    written (relative paths are relative to the project root) and can be overridden at load time.
+    """
+    config_file = Path(adapter_dir) / ADAPTER_CONFIG
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = base_model
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def load_trained(path: str | Path, base_model: str | None = None) -> torch.nn.Module:
+    """A model saved by training: a full model, or a LoRA adapter merged into its base model.
+
+    `base_model` overrides the base recorded in a LoRA adapter (a Hub id or local directory).
+    """
+    if not (Path(path) / ADAPTER_CONFIG).exists():
+        return AutoModelForQuestionAnswering.from_pretrained(path)
+    base_model = base_model or json.loads((Path(path) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    model = PeftModel.from_pretrained(load_pretrained(base_model), str(path))
+    return model.merge_and_unload()

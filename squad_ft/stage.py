@@ -4,26 +4,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import yaml
-
 from squad_ft.errors import UserError
 
-PARAMS_FILE = "params.yaml"
 MODES = ("full", "lora")
 EVAL_SETS = ("test", "heldout")
-
-
-def load_params(path: str | Path = PARAMS_FILE) -> dict:
-    """Read params.yaml (DVC runs every stage from the project root)."""
-    try:
-        return yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"cannot read {path}: {err}") from err
 
 
 def stage_arguments(description: str, *paths: str, mode: bool = False, eval_set: bool = False) -> argparse.Namespace:
@@ -46,13 +37,39 @@ def write_json(path: Path, content) -> None:
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwind (removing partial outputs) and exit."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame) -> None:
+    for other in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); a UserError becomes `error: ...` on stderr and exit status 2."""
+    """Run a stage's main() with one-line endings instead of tracebacks.
+
+    A UserError becomes `error: ...` on stderr and exit status 2. SIGINT (Ctrl-C) and SIGTERM
+    unwind the stage like an error, so `atomic_output` removes what was half written, then print
+    `interrupted` and exit with 128 + the signal number, as a shell reports a killed command.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as interrupt:
+        # partial outputs are gone by now; exit at once, so no progress bar repaints after this line
+        sys.stdout.flush()
+        print(f"\ninterrupted ({interrupt})", file=sys.stderr, flush=True)
+        os._exit(128 + interrupt.signum)
 
 
 def _remove(path: Path) -> None:

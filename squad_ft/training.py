@@ -1,15 +1,18 @@
 """One training code path (transformers Trainer) for full fine-tuning and LoRA alike."""
 from __future__ import annotations
 
+import hashlib
+import json
 import resource
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import datasets
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
-from transformers.integrations import DVCLiveCallback
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dvclive import Live
 from squad_ft.errors import UserError
@@ -31,14 +34,17 @@ def device_and_precision() -> tuple[str, dict]:
 
 
 def trainer_arguments(output_dir: str, **kwargs) -> TrainingArguments:
-    """TrainingArguments for this machine's device and precision, with no checkpoints or reporting."""
+    """TrainingArguments for this machine's device and precision, with no reporting (and no checkpoints
+    unless `kwargs` ask for them)."""
     _, precision = device_and_precision()
-    return TrainingArguments(output_dir=output_dir, report_to="none", save_strategy="no", **precision, **kwargs)
+    return TrainingArguments(
+        output_dir=output_dir, report_to="none", **{"save_strategy": "no", **kwargs}, **precision
+    )
 
 
 def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArguments:
     """TrainingArguments from the shared `train` params merged with one mode's (`full` or `lora`)."""
-    for key in ("epochs", "learning_rate", "batch_size"):
+    for key in ("epochs", "learning_rate", "batch_size", "checkpoint_steps"):
         if not hyper[key] > 0:
             raise UserError(f"{key} must be positive, got {hyper[key]!r}")
     if not 0 <= hyper["warmup_fraction"] < 1:
@@ -54,17 +60,56 @@ def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArgum
         train_sampling_strategy="group_by_length",
         logging_steps=hyper["logging_steps"],
         logging_first_step=True,
+        save_strategy="steps",
+        save_steps=hyper["checkpoint_steps"],
+        save_total_limit=1,
         seed=seed,
     )
 
 
-class StepAlignedDVCLiveCallback(DVCLiveCallback):
-    """transformers' DVCLive callback, logging against the optimizer step instead of a log counter."""
+class SaveAtEpochEnd(TrainerCallback):
+    """Checkpoint at the end of every epoch too, besides every `train.checkpoint_steps` steps."""
 
-    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-        if self.live is not None:
-            self.live.step = state.global_step
-        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_save = True
+        return control
+
+
+def run_key(mode: str, params: dict, features_dir: Path, code_dirs: tuple[Path, ...]) -> str:
+    """A hash of everything that determines a training run: its params, its features and the code."""
+    digest = hashlib.sha256(json.dumps(
+        [mode, params["model"], params["train"], params[mode]], sort_keys=True).encode())
+    for path in sorted(features_dir.rglob("*")) + sorted(p for d in code_dirs for p in d.rglob("*.py")):
+        if path.is_file():
+            digest.update(str(path).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The latest complete checkpoint in `folder` (the Trainer writes trainer_state.json last)."""
+    complete = [path for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (path / TRAINER_STATE_NAME).exists()]
+    return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]), default=None)
+
+
+def write_training_log(live_dir: Path, log_history: list[dict]) -> None:
+    """dvclive logs of every logged training value against its optimizer step, and the run's summary.
+
+    Written from the Trainer's log history after training, so that a resumed run logs exactly
+    what an uninterrupted one does (the history travels in the checkpoints).
+    """
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        for entry in log_history:
+            if "loss" not in entry:
+                continue
+            live.step = entry["step"]
+            for key, value in entry.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    live.log_metric(key, value)
+        final = next((entry for entry in reversed(log_history) if "train_runtime" in entry), {})
+        for key in ("train_loss", "train_runtime"):
+            if key in final:
+                live.summary[key] = final[key]
 
 
 def peak_memory_mb() -> float:
@@ -83,23 +128,32 @@ def train(
     seed: int,
     model_dir: Path,
     live_dir: Path,
+    checkpoint_dir: Path,
 ) -> dict:
-    """Train `model` on `features`, save it to `model_dir`, log to dvclive; return a summary."""
+    """Train `model` on `features`, save it to `model_dir`, log to dvclive; return a summary.
+
+    Checkpoints go to `checkpoint_dir`; a complete one found there is resumed from, and the
+    folder is removed once the model is saved.
+    """
     trainable, total = count_parameters(model)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory() as scratch:
-        live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)
-        trainer = Trainer(
-            model=model,
-            args=training_arguments(scratch, hyper, seed),
-            data_collator=DataCollatorWithPadding(tokenizer),
-            train_dataset=features,
-            processing_class=tokenizer,
-            callbacks=[StepAlignedDVCLiveCallback(live=live)],
-        )
-        result = trainer.train()
-    trainer.save_model(str(model_dir))
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(str(checkpoint_dir), hyper, seed),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        train_dataset=features,
+        processing_class=tokenizer,
+        callbacks=[SaveAtEpochEnd()],
+    )
+    resume = last_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
+    if resume:
+        print(f"resuming from {resume} (step {resume.name.rsplit('-', 1)[1]})", flush=True)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.model.save_pretrained(str(model_dir))  # safetensors only: no pickled training arguments
+    tokenizer.save_pretrained(str(model_dir))
+    write_training_log(live_dir, trainer.state.log_history)
+    shutil.rmtree(checkpoint_dir)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     device, _ = device_and_precision()
     return {

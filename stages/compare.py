@@ -3,7 +3,8 @@ import json
 
 from squad_ft.data import load_jsonl
 from squad_ft.metric import question_scores
-from squad_ft.stage import atomic_output, load_params, run_stage, stage_arguments, write_json
+from squad_ft.params import load_params
+from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
 from squad_ft.stats import paired_difference
 
 

@@ -7,7 +7,8 @@ import datasets
 
 from squad_ft.data import first_examples, load_jsonl, read_examples, save_jsonl, unseen_examples
 from squad_ft.errors import UserError
-from squad_ft.stage import atomic_output, load_params, run_stage, stage_arguments, write_json
+from squad_ft.params import load_params
+from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
 
 
 def main() -> None:

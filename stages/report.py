@@ -3,7 +3,8 @@ import argparse
 from pathlib import Path
 
 from squad_ft.report import MODEL_LABELS, load_json_files, plot_losses, render
-from squad_ft.stage import atomic_output, load_params, run_stage
+from squad_ft.params import load_params
+from squad_ft.stage import atomic_output, run_stage
 
 
 def arguments() -> argparse.Namespace:

@@ -1,6 +1,7 @@
 """Stage split: a seeded, deterministic train/test split of the subset."""
 from squad_ft.data import load_jsonl, save_jsonl, split_examples
-from squad_ft.stage import atomic_output, load_params, run_stage, stage_arguments
+from squad_ft.params import load_params
+from squad_ft.stage import atomic_output, run_stage, stage_arguments
 
 
 def main() -> None:

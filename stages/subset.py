@@ -1,6 +1,7 @@
 """Stage subset: the first data.n_examples of data.source, validated, as flat JSON Lines."""
 from squad_ft.data import load_examples, save_jsonl
-from squad_ft.stage import atomic_output, load_params, run_stage, stage_arguments
+from squad_ft.params import load_params
+from squad_ft.stage import atomic_output, run_stage, stage_arguments
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 from squad_ft.data import load_jsonl
 from squad_ft.features import tokenize
 from squad_ft.modeling import load_tokenizer
-from squad_ft.stage import atomic_output, load_params, run_stage, stage_arguments
+from squad_ft.params import load_params
+from squad_ft.stage import atomic_output, run_stage, stage_arguments
 
 
 def main() -> None:

@@ -3,16 +3,21 @@
 Both modes share one code path; they differ only in how the model is wrapped (LoRA adds
 adapters) and in their own section of params.yaml, merged over the shared `train` section.
 """
+from pathlib import Path
+
 import datasets
 from transformers import set_seed
 
-from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer
-from squad_ft.stage import atomic_output, load_params, run_stage, stage_arguments, write_json
-from squad_ft.training import SUMMARY_FILE, train
+from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer, record_base_model
+from squad_ft.params import load_params
+from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
+from squad_ft.training import SUMMARY_FILE, run_key, train
+
+CODE_DIRS = (Path("squad_ft"), Path("stages"))  # the code a checkpoint belongs to
 
 
 def main() -> None:
-    paths = stage_arguments(__doc__.splitlines()[0], "features", "model-dir", "live-dir", mode=True)
+    paths = stage_arguments(__doc__.splitlines()[0], "features", "model-dir", "live-dir", "checkpoints", mode=True)
     params = load_params()
     hyper = {**params["train"], **params[paths.mode]}
     features = datasets.load_from_disk(str(paths.features))
@@ -22,8 +27,13 @@ def main() -> None:
     if paths.mode == "lora":
         lora = params["lora"]
         model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])
+    # keyed by the run's params, features and code: a checkpoint of other settings is never resumed
+    key = run_key(paths.mode, params, paths.features, CODE_DIRS)
+    checkpoints = paths.checkpoints / f"{paths.mode}-{key}"
     with atomic_output(paths.model_dir) as model_dir, atomic_output(paths.live_dir) as live_dir:
-        summary = train(model, tokenizer, features, hyper, params["train"]["seed"], model_dir, live_dir)
+        summary = train(model, tokenizer, features, hyper, params["train"]["seed"], model_dir, live_dir, checkpoints)
+        if paths.mode == "lora":
+            record_base_model(model_dir, str(params["model"]["name"]))
         summary = {"mode": paths.mode, **summary}
         write_json(model_dir / SUMMARY_FILE, summary)
     print(summary)

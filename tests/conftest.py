@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import SHARED_SQUAD, make_examples
+from helpers import SHARED_SQUAD, make_examples, run_stage, tiny_params, write_jsonl, write_project
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +42,17 @@ def shared_squad() -> Path:
     if not SHARED_SQUAD.exists():
         pytest.skip(f"real SQuAD data not found at {SHARED_SQUAD} (only CI and team machines have ../shared)")
     return SHARED_SQUAD
+
+
+@pytest.fixture
+def project(tmp_path, tiny_model_dir):
+    source = write_jsonl(make_examples(20), tmp_path / "squad.jsonl")
+    (tmp_path / "project").mkdir()
+    return write_project(tmp_path / "project", **tiny_params(source, tiny_model_dir, n_examples=20))
+
+
+@pytest.fixture
+def tokenized(project):
+    for stage in ("subset", "split"):
+        assert run_stage(stage, cwd=project).returncode == 0
+    return project

@@ -116,3 +116,18 @@ def tiny_params(source: Path, model_dir: Path, n_examples: int = 40, heldout: Pa
         "lora": {"epochs": 2, "learning_rate": 1e-2, "r": 4, "alpha": 8},
         "evaluate": {"batch_size": 16},
     }
+
+
+def assert_clean_failure(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+def set_params(project, section, **values):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))

@@ -132,3 +132,29 @@ def test_overlap_with_the_training_split():
     train = Dataset.from_list(make_examples(30))
     mixed = Dataset.from_list(make_examples(3) + make_examples(1, unseen=True))
     assert overlap_with(mixed, train) == {"paragraph_overlap": 0.75, "article_overlap": 0.75}
+
+
+def test_duplicate_ids_are_an_error_naming_the_id_and_its_positions(tmp_path):
+    examples = make_examples(10)
+    for i in (3, 7, 9):
+        examples[i]["id"] = "q0001"
+    examples[8]["id"] = "q0002"
+    message = error_of(write_jsonl(examples, tmp_path / "squad.jsonl"), n=10)
+    assert "duplicate question id 'q0001' at examples 1, 3, 7, 9" in message
+
+
+@pytest.mark.parametrize("field", ["context", "question", "id"])
+def test_empty_fields_are_errors_naming_the_example(tmp_path, field):
+    examples = make_examples(6)
+    examples[4][field] = "  "
+    if field == "context":
+        examples[4]["answers"] = {"text": [""], "answer_start": [0]}
+    message = error_of(write_jsonl(examples, tmp_path / "squad.jsonl"))
+    assert f"example 4 (id {examples[4]['id']!r})" in message
+    assert f"{field} is empty" in message
+
+
+def test_empty_answer_text_is_an_error(tmp_path):
+    examples = make_examples(6)
+    examples[2]["answers"] = {"text": [""], "answer_start": [0]}
+    assert "example 2 (id 'q0002'): an answer text is empty" in error_of(write_jsonl(examples, tmp_path / "s.jsonl"))

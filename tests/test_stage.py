@@ -3,8 +3,7 @@ import json
 import shutil
 
 import pytest
-import yaml
-from helpers import make_examples, run_stage, tiny_params, write_jsonl, write_project
+from helpers import assert_clean_failure, make_examples, run_stage, set_params, write_jsonl
 
 from squad_ft.stage import atomic_output
 
@@ -21,28 +20,6 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
         out.write_text("new")
     assert target.read_text() == "new"
     assert [p.name for p in target.parent.iterdir()] == ["result.json"]
-
-
-def assert_clean_failure(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0]
-
-
-@pytest.fixture
-def project(tmp_path, tiny_model_dir):
-    source = write_jsonl(make_examples(20), tmp_path / "squad.jsonl")
-    (tmp_path / "project").mkdir()
-    return write_project(tmp_path / "project", **tiny_params(source, tiny_model_dir, n_examples=20))
-
-
-def set_params(project, section, **values):
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params[section].update(values)
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -71,13 +48,6 @@ def test_subset_rejects_a_mismatched_answer_and_too_many_examples(project):
 def test_unreachable_hub_dataset_names_the_parameter(project):
     set_params(project, "data", source="squad-ft-tests/no-such-dataset")
     assert_clean_failure(run_stage("subset", cwd=project), "data.source", "Set data.source to a local")
-
-
-@pytest.fixture
-def tokenized(project):
-    for stage in ("subset", "split"):
-        assert run_stage(stage, cwd=project).returncode == 0
-    return project
 
 
 def test_split_rejects_test_size_outside_0_1(tokenized):

@@ -1,0 +1,90 @@
+"""params.yaml: read it and check every key and type, so that a bad value is one clear line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from squad_ft.errors import UserError
+
+PARAMS_FILE = "params.yaml"
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return _integer(value) or isinstance(value, float)
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _optional_integer(value) -> bool:
+    return value is None or _integer(value)
+
+
+def _names(value) -> bool:
+    return _text(value) or (isinstance(value, list) and all(_text(name) for name in value))
+
+
+KINDS = {  # checker -> what the error says the value must be
+    _integer: "an integer", _number: "a number", _text: "a non-empty string",
+    _optional_integer: "an integer or null", _names: "a string or a list of strings",
+}
+SCHEMA = {
+    "data": {"source": _text, "n_examples": _optional_integer, "test_size": _number, "seed": _integer},
+    "heldout": {"source": _text, "split": _text, "n_examples": _optional_integer},
+    "model": {"name": _text, "max_length": _integer, "doc_stride": _integer},
+    "train": {"batch_size": _integer, "warmup_fraction": _number, "weight_decay": _number,
+              "logging_steps": _integer, "checkpoint_steps": _integer, "seed": _integer},
+    "full": {"epochs": _number, "learning_rate": _number},
+    "lora": {"epochs": _number, "learning_rate": _number, "r": _integer, "alpha": _number, "dropout": _number,
+             "target_modules": _names},
+    "evaluate": {"batch_size": _integer, "n_best": _integer, "max_answer_length": _integer},
+    "bootstrap": {"resamples": _integer, "seed": _integer, "confidence": _number},
+}
+
+
+def _as_number(value):
+    """YAML 1.1 (PyYAML) reads `2e-4` as a string where DVC's YAML 1.2 reads a float: accept both."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def check_params(params, path: str | Path = PARAMS_FILE) -> dict:
+    """`params` with every section and key of SCHEMA present, known and of the right type."""
+    if not isinstance(params, dict):
+        raise UserError(f"{path}: expected sections {', '.join(SCHEMA)}, found no mapping")
+    for section, keys in SCHEMA.items():
+        values = params.get(section)
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: the section {section!r} is missing (it holds {', '.join(keys)})")
+        for key, check in keys.items():
+            if key not in values:
+                raise UserError(f"{path}: {section}.{key} is missing")
+            if check is _number:
+                values[key] = _as_number(values[key])
+            if not check(values[key]):
+                raise UserError(f"{path}: {section}.{key} must be {KINDS[check]}, got {values[key]!r}")
+        unknown = [key for key in values if key not in keys]
+        if unknown:
+            raise UserError(
+                f"{path}: {section}.{unknown[0]} is not a parameter; {section} has: {', '.join(keys)}"
+            )
+    return params
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict:
+    """Read and check params.yaml (DVC runs every stage from the project root)."""
+    try:
+        params = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"cannot read {path}: {err}") from err
+    return check_params(params, path)

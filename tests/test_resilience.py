@@ -1,0 +1,171 @@
+"""Faults, tested with the real thing: real signals to real stage processes, a real SIGKILL and a
+resumed run, missing paths, an unreachable Hub, bad params, and model folders that travel."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import assert_clean_failure, run_stage, set_params, stage_command
+
+from squad_ft.modeling import load_trained
+from squad_ft.params import check_params
+
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
+
+
+def start_stage(stage: str, cwd: Path) -> subprocess.Popen:
+    command = stage_command(cwd, stage)
+    return subprocess.Popen(
+        [sys.executable, *command[1:]], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def checkpoints(project: Path) -> list[Path]:
+    """Complete checkpoints (the Trainer writes trainer_state.json last)."""
+    return list(project.glob(".checkpoints/*/checkpoint-*/trainer_state.json"))
+
+
+@pytest.fixture
+def long_training(tokenized):
+    """A tiny-model LoRA training of 160 steps (about 10 s), checkpointed every 16."""
+    assert run_stage("tokenize", cwd=tokenized).returncode == 0
+    set_params(tokenized, "train", batch_size=2, checkpoint_steps=16)
+    set_params(tokenized, "lora", epochs=20)
+    return tokenized
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_stage_with_one_line_and_no_partial_output(long_training, signum):
+    process = start_stage("train@lora", long_training)
+    wait_for(lambda: checkpoints(long_training))  # well into training
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == f"interrupted ({signal.Signals(signum).name})", stderr[-3000:]
+    for output in ("models", "dvclive"):
+        assert not (long_training / output).exists() or not any((long_training / output).iterdir()), output
+
+
+def test_a_killed_training_resumes_and_ends_identical(long_training):
+    project = long_training
+    reference = run_stage("train@lora", cwd=project)
+    assert reference.returncode == 0, reference.stderr
+    assert "resuming" not in reference.stdout
+    expected_weights = (project / "models/lora/adapter_model.safetensors").read_bytes()
+    expected_summary = json.loads((project / "models/lora/train_summary.json").read_text())
+    expected_loss = (project / "dvclive/lora/plots/metrics/loss.tsv").read_text()
+    assert not list(project.glob(".checkpoints/*")), "checkpoints are removed when the stage finishes"
+
+    shutil.rmtree(project / "models/lora")  # as dvc repro removes a stage's outputs before running it
+    process = start_stage("train@lora", project)
+    wait_for(lambda: checkpoints(project))
+    process.kill()  # SIGKILL: nothing can clean up
+    process.wait(timeout=30)
+    [killed_at] = {int(path.parent.name.split("-")[1]) for path in checkpoints(project)}
+
+    resumed = run_stage("train@lora", cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"(step {killed_at})" in resumed.stdout  # resumed: only the remaining steps ran
+    assert 0 < killed_at < 160
+    assert (project / "models/lora/adapter_model.safetensors").read_bytes() == expected_weights
+    summary = json.loads((project / "models/lora/train_summary.json").read_text())
+    for key in ("initial_loss", "final_loss", "trainable_params", "total_params"):
+        assert summary[key] == expected_summary[key], key
+    loss_steps = [line.split("\t")[1:] for line in (project / "dvclive/lora/plots/metrics/loss.tsv").read_text().splitlines()]
+    assert loss_steps == [line.split("\t")[1:] for line in expected_loss.splitlines()]  # same steps, same losses
+    assert not list(project.glob(".checkpoints/*"))
+
+
+def test_a_checkpoint_of_other_settings_is_never_resumed(long_training):
+    project = long_training
+    process = start_stage("train@lora", project)
+    wait_for(lambda: checkpoints(project))
+    process.kill()
+    process.wait(timeout=30)
+    set_params(project, "lora", learning_rate=0.02)
+    result = run_stage("train@lora", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" not in result.stdout
+    assert len(list(project.glob(".checkpoints/*"))) == 1  # the other run's, left for its own resume
+
+
+def test_model_folders_hold_no_pickle_and_a_copied_adapter_loads(long_training, tmp_path):
+    project = long_training
+    set_params(project, "lora", epochs=1)
+    for stage in ("train@full", "train@lora"):
+        assert run_stage(stage, cwd=project).returncode == 0
+    files = [path for path in (project / "models").rglob("*") if path.is_file()]
+    assert files and not [path for path in files if path.suffix in PICKLE_SUFFIXES]
+
+    name = yaml.safe_load((project / "params.yaml").read_text())["model"]["name"]
+    config = json.loads((project / "models/lora/adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == name  # as configured, not a path into a cache
+    copy = shutil.copytree(project / "models/lora", tmp_path / "elsewhere" / "lora")
+    original, copied = load_trained(project / "models/lora"), load_trained(copy, base_model=name)
+    for (key, a), (_, b) in zip(original.state_dict().items(), copied.state_dict().items()):
+        assert a.equal(b), key
+
+
+@pytest.mark.parametrize("section, key, value, fragment", [
+    ("model", "name", "/no/such/model-dir", "model.name: no such file or directory: /no/such/model-dir"),
+    ("model", "name", "models/not-here", "model.name: no such file or directory: models/not-here"),
+    ("data", "source", "data/nowhere", "data.source: no such file or directory: data/nowhere"),
+])
+def test_a_missing_local_path_is_reported_at_once(tokenized, section, key, value, fragment):
+    (tokenized / "models").mkdir(exist_ok=True)  # so that models/... reads as a path, not a Hub id
+    set_params(tokenized, section, **{key: value})
+    start = time.monotonic()
+    result = run_stage("tokenize" if section == "model" else "subset", cwd=tokenized)
+    assert time.monotonic() - start < 30
+    assert_clean_failure(result, fragment)
+
+
+@pytest.mark.parametrize("section, key, value, stage", [
+    ("model", "name", "squad-ft-tests/no-such-model", "tokenize"),
+    ("data", "source", "squad-ft-tests/no-such-dataset", "subset"),
+])
+def test_an_unreachable_hub_fails_fast_with_one_line(tokenized, section, key, value, stage):
+    set_params(tokenized, section, **{key: value})
+    env = {"HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9",
+           "HF_HOME": str(tokenized / "hf-home")}  # nothing cached, nothing listening
+    start = time.monotonic()
+    result = run_stage(stage, cwd=tokenized, env=env)
+    assert time.monotonic() - start < 30  # no half-minute of retries
+    assert_clean_failure(result, f"{section}.{key}", "not reachable", f"Set {section}.{key}")
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda p: p["lora"].pop("alpha"), "params.yaml: lora.alpha is missing"),
+    (lambda p: p["lora"].update(alhpa=16), "params.yaml: lora.alhpa is not a parameter; lora has: "),
+    (lambda p: p["lora"].update(alpha="sixteen"), "params.yaml: lora.alpha must be a number, got 'sixteen'"),
+    (lambda p: p["train"].update(batch_size=2.5), "params.yaml: train.batch_size must be an integer, got 2.5"),
+    (lambda p: p.pop("bootstrap"), "params.yaml: the section 'bootstrap' is missing"),
+])
+def test_a_missing_or_mistyped_parameter_is_one_line(tokenized, edit, fragment):
+    params = yaml.safe_load((tokenized / "params.yaml").read_text())
+    edit(params)
+    (tokenized / "params.yaml").write_text(yaml.safe_dump(params))
+    assert_clean_failure(run_stage("split", cwd=tokenized), fragment)
+
+
+def test_numbers_in_exponent_form_are_numbers():
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["full"]["learning_rate"] = "2e-4"  # how PyYAML reads `2e-4`, which DVC writes
+    assert check_params(params)["full"]["learning_rate"] == 2e-4
