@@ -38,27 +38,40 @@ def first_examples(records: list[dict], n_examples: int | None, section: str, so
             raise UserError(f"{section}.n_examples must be a positive integer or null (all), got {n_examples!r}")
         if n_examples > len(records):
             raise UserError(
-                f"{section}.n_examples is {n_examples} but {section}.source {source!r} has only {len(records)} "
+                f"{section}.n_examples is {n_examples} but {_label(section)} {source!r} has only {len(records)} "
                 "examples" + (" not seen in training" if section == "heldout" else "")
             )
         records = records[:n_examples]
     return datasets.Dataset.from_list(_validated(records, section))
 
 
+def _label(section: str) -> str:
+    """How errors name the source: the parameter (`data.source`), or a command-line option as given."""
+    return section if section.startswith("--") else f"{section}.source"
+
+
+def read_questions(source: str, option: str = "--input") -> datasets.Dataset:
+    """Every example of a local file, for answering: answers optional (checked where present)."""
+    return datasets.Dataset.from_list(_validated(_read(source, option, "train"), option, answers_required=False))
+
+
 def _read(source: str, section: str, split: str) -> list[dict]:
     return _read_local(Path(source), section) if _is_local(source, section) else _read_hub(source, section, split)
 
 
-def _validated(records: list, section: str) -> list[dict]:
+def _validated(records: list, section: str, answers_required: bool = True) -> list[dict]:
     """The records in the flat schema, each validated, their ids unique."""
     positions = {}
     for index, record in enumerate(records):
-        validate_example(record, index, section)
+        if not answers_required and isinstance(record, dict):
+            record = {"title": "", "answers": {"text": [], "answer_start": []}, **record}
+        validate_example(record, index, section, answers_required)
+        records[index] = record
         positions.setdefault(record["id"], []).append(index)
     duplicated = next(((id_, where) for id_, where in positions.items() if len(where) > 1), None)
     if duplicated:
         raise UserError(
-            f"{section}.source: duplicate question id {duplicated[0]!r} at examples "
+            f"{_label(section)}: duplicate question id {duplicated[0]!r} at examples "
             f"{', '.join(map(str, duplicated[1]))}: predictions and scores are keyed by id, so ids must be unique"
         )
     return [{field: record[field] for field in FIELDS} for record in records]
@@ -68,10 +81,10 @@ def _is_local(source: str, section: str) -> bool:
     """A local file; anything else (a Hub id, or a local dataset folder) goes to `load_dataset`."""
     path = Path(source)
     if path.suffix in LOCAL_SUFFIXES and not path.exists():
-        raise UserError(f"{section}.source: no such file: {source}")
-    check_local(source, f"{section}.source")
+        raise UserError(f"{_label(section)}: no such file: {source}")
+    check_local(source, _label(section))
     if path.is_file() and path.suffix not in LOCAL_SUFFIXES:
-        raise UserError(f"{section}.source: {source} is not a {', '.join(LOCAL_SUFFIXES)} file")
+        raise UserError(f"{_label(section)}: {source} is not a {', '.join(LOCAL_SUFFIXES)} file")
     return path.is_file()
 
 
@@ -81,10 +94,11 @@ def _read_hub(dataset_id: str, section: str, split: str) -> list[dict]:
         return datasets.load_dataset(dataset_id, split=split).to_list()
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        label = _label(section)
         raise UserError(
-            f"{section}.source: cannot load the split {split!r} of the Hugging Face dataset {dataset_id!r} (not "
-            f"reachable, not cached or not a dataset: {reason}).{unreachable_note()} Set {section}.source to a local SQuAD file instead: "
-            f"nested SQuAD v1.1 JSON, JSON Lines or Parquet, e.g. `dvc exp run -S {section}.source=path/to/file.json`"
+            f"{label}: cannot load the split {split!r} of the Hugging Face dataset {dataset_id!r} (not reachable, "
+            f"not cached or not a dataset: {reason}).{unreachable_note()} Set {label} to a local SQuAD file "
+            f"instead: nested SQuAD v1.1 JSON, JSON Lines or Parquet, e.g. `dvc exp run -S {label}=path/to/file.json`"
         ) from err
 
 
@@ -93,21 +107,21 @@ def _read_local(path: Path, section: str) -> list[dict]:
         try:
             return datasets.Dataset.from_parquet(str(path)).to_list()
         except Exception as err:  # pyarrow raises several error types for unreadable files
-            raise UserError(f"{section}.source: {path} is not a readable Parquet file: {err}") from err
+            raise UserError(f"{_label(section)}: {path} is not a readable Parquet file: {err}") from err
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{section}.source: cannot read {path}: {err}") from err
+        raise UserError(f"{_label(section)}: cannot read {path}: {err}") from err
     if path.suffix == ".json":
         try:
             content = json.loads(text)
         except json.JSONDecodeError as err:
-            raise UserError(f"{section}.source: {path} is not valid JSON: {err}") from err
+            raise UserError(f"{_label(section)}: {path} is not valid JSON: {err}") from err
         if isinstance(content, dict) and "data" in content:
             return flatten_nested_squad(content, path, section)
         if isinstance(content, list):
             return content
-        raise UserError(f"{section}.source: {path} is neither nested SQuAD JSON (with 'data') nor a list of examples")
+        raise UserError(f"{_label(section)}: {path} is neither nested SQuAD JSON (with 'data') nor a list of examples")
     return _read_json_lines(text, path, section)
 
 
@@ -119,7 +133,7 @@ def _read_json_lines(text: str, path: Path, section: str = "data") -> list[dict]
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise UserError(f"{section}.source: {path} line {line_number} is not valid JSON: {err}") from err
+            raise UserError(f"{_label(section)}: {path} line {line_number} is not valid JSON: {err}") from err
     return records
 
 
@@ -134,7 +148,7 @@ def flatten_nested_squad(content: dict, path: Path | str = "<data>", section: st
                 where = f"data[{a}].paragraphs[{p}]"
                 for q, qa in enumerate(paragraph["qas"]):
                     where = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                    answers = qa["answers"]
+                    answers = qa.get("answers", [])  # required for training; checked there
                     records.append({
                         "id": qa["id"],
                         "title": article["title"],
@@ -146,17 +160,17 @@ def flatten_nested_squad(content: dict, path: Path | str = "<data>", section: st
                         },
                     })
     except KeyError as err:
-        raise UserError(f"{section}.source: {path}: {where} is missing the field {err}") from err
+        raise UserError(f"{_label(section)}: {path}: {where} is missing the field {err}") from err
     except TypeError as err:
-        raise UserError(f"{section}.source: {path}: {where} is malformed: {err}") from err
+        raise UserError(f"{_label(section)}: {path}: {where} is malformed: {err}") from err
     return records
 
 
-def validate_example(record: object, index: int, section: str = "data") -> None:
+def validate_example(record: object, index: int, section: str = "data", answers_required: bool = True) -> None:
     """Raise a UserError unless `record` is a flat SQuAD example whose answers match its context."""
     if not isinstance(record, dict):
-        raise UserError(f"{section}.source: example {index} is not a JSON object")
-    label = f"{section}.source: example {index} (id {record.get('id')!r})"
+        raise UserError(f"{_label(section)}: example {index} is not a JSON object")
+    label = f"{_label(section)}: example {index} (id {record.get('id')!r})"
     missing = [field for field in FIELDS if field not in record]
     if missing:
         raise UserError(f"{label} is missing the field(s) {', '.join(missing)}")
@@ -169,7 +183,7 @@ def validate_example(record: object, index: int, section: str = "data") -> None:
     if not isinstance(answers, dict) or not {"text", "answer_start"} <= answers.keys():
         raise UserError(f"{label}: answers must have 'text' and 'answer_start'")
     texts, starts = list(answers["text"]), list(answers["answer_start"])
-    if not texts or len(texts) != len(starts) or not all(isinstance(text, str) for text in texts):
+    if (answers_required and not texts) or len(texts) != len(starts) or not all(isinstance(t, str) for t in texts):
         raise UserError(f"{label}: answers needs as many answer_start as text strings, and at least one")
     if not all(text.strip() for text in texts):
         raise UserError(f"{label}: an answer text is empty")

@@ -18,9 +18,10 @@ from squad_ft.postprocess import best_answers
 from squad_ft.training import trainer_arguments
 
 
-def load_model(path: str | Path):
-    """(model, tokenizer) of a model folder written by training (full or LoRA)."""
-    return load_trained(path), load_tokenizer(str(path))
+def load_model(path: str | Path, base_model: str | None = None):
+    """(model, tokenizer) of a model folder written by training (full or LoRA; `base_model`
+    overrides the base a LoRA folder records)."""
+    return load_trained(path, base_model), load_tokenizer(str(path))
 
 
 def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset, batch_size: int):
@@ -38,8 +39,9 @@ def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset
 
 def answer_questions(
     model: torch.nn.Module, tokenizer, examples: datasets.Dataset, window: dict, decoding: dict
-) -> dict[str, str]:
-    """{question id: answer text} for `examples` (flat SQuAD schema; answers not needed).
+) -> dict[str, dict]:
+    """{question id: {"text", "score", "start", "end"}} for `examples` (flat SQuAD schema; answers
+    not needed), character offsets into each context.
 
     `window` holds `max_length` and `doc_stride` (the `model` params); `decoding` holds
     `batch_size`, `n_best` and `max_answer_length` (the `evaluate` params).

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,10 +17,14 @@ from squad_ft.errors import UserError
 
 MODES = ("full", "lora")
 EVAL_SETS = ("test", "heldout")
+VARIANTS = ("full", "lora", "lora-merged")  # the published model folders
 
 
-def stage_arguments(description: str, *paths: str, mode: bool = False, eval_set: bool = False) -> argparse.Namespace:
-    """A stage's command line: a required `--NAME PATH` for each of `paths`; `--mode` and `--eval-set` if asked.
+def stage_arguments(
+    description: str, *paths: str, mode: bool = False, eval_set: bool = False, variant: bool = False
+) -> argparse.Namespace:
+    """A stage's command line: a required `--NAME PATH` for each of `paths`; `--mode`, `--eval-set`
+    and `--variant` if asked.
 
     dvc.yaml passes every input and output path, so paths live in one place.
     """
@@ -27,6 +33,8 @@ def stage_arguments(description: str, *paths: str, mode: bool = False, eval_set:
         parser.add_argument("--mode", required=True, choices=MODES, help="which model: full fine-tuning or LoRA")
     if eval_set:
         parser.add_argument("--eval-set", required=True, choices=EVAL_SETS, help="which evaluation set")
+    if variant:
+        parser.add_argument("--variant", required=True, choices=VARIANTS, help="which model folder")
     for name in paths:
         parser.add_argument(f"--{name}", required=True, type=Path, metavar="PATH")
     return parser.parse_args()
@@ -60,6 +68,10 @@ def run_stage(main: Callable[[], None]) -> None:
     """
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
+    # Keep the lines that matter visible: no load-report tables (the new QA head is expected; the
+    # train stage says so in one line) and no deprecation notices from inside the libraries.
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         main()
     except UserError as err:

@@ -8,6 +8,7 @@ import json
 from squad_ft.data import load_jsonl, overlap_with
 from squad_ft.inference import answer_questions, load_model
 from squad_ft.metric import question_scores
+from squad_ft.postprocess import answer_texts
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
 from squad_ft.stats import scores_with_intervals
@@ -20,7 +21,7 @@ def main() -> None:
     eval_set = paths.eval_set
     examples = load_jsonl(paths.examples)
     model, tokenizer = load_model(paths.model)
-    predictions = answer_questions(model, tokenizer, examples, params["model"], params["evaluate"])
+    predictions = answer_texts(answer_questions(model, tokenizer, examples, params["model"], params["evaluate"]))
     references = {example["id"]: example["answers"]["text"] for example in examples}
     overlap = overlap_with(examples, load_jsonl(paths.train))
     metrics = {

@@ -24,6 +24,7 @@ def main() -> None:
     set_seed(params["train"]["seed"])  # before the QA head and LoRA weights are initialised
     tokenizer = load_tokenizer(str(params["model"]["name"]))
     model = load_pretrained(str(params["model"]["name"]))
+    print(f"{params['model']['name']}: pre-trained encoder, new span-prediction head (trained from scratch)")
     if paths.mode == "lora":
         lora = params["lora"]
         model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])

@@ -73,7 +73,7 @@ def test_gold_logits_decode_to_the_gold_answers(real_examples, minilm_tokenizer)
         start_logits[i, start] = end_logits[i, end] = 0.0 if start == 0 else 10.0
     predictions = best_answers(real_examples, evaluation, start_logits, end_logits, 20, 30)
     for example in real_examples:
-        assert example["answers"]["text"][0] in predictions[example["id"]]
+        assert example["answers"]["text"][0] in predictions[example["id"]]["text"]
 
 
 def test_eval_features_keep_example_ids_and_context_offsets_only(minilm_tokenizer):

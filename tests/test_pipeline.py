@@ -6,16 +6,19 @@ parameter re-runs only the LoRA branch and the report; `dvc metrics diff` shows 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import make_examples, tiny_params, write_jsonl, write_project
 
 EVALUATIONS = {f"evaluate@{mode}-{eval_set}" for mode in ("full", "lora") for eval_set in ("test", "heldout")}
+PACKAGES = {"package@full", "package@lora", "package@lora-merged"}
 ALL_STAGES = {"subset", "split", "heldout", "tokenize", "train@full", "train@lora", *EVALUATIONS,
-              "compare@test", "compare@heldout", "report"}
+              "compare@test", "compare@heldout", "report", *PACKAGES}
 ENV = {
     **os.environ,
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python` in dvc.yaml
@@ -25,8 +28,8 @@ ENV = {
 }
 
 
-def run(repo: Path, *command: str) -> str:
-    result = subprocess.run(command, cwd=repo, env=ENV, capture_output=True, text=True)
+def run(repo: Path, *command: str, env: dict | None = None) -> str:
+    result = subprocess.run(command, cwd=repo, env={**ENV, **(env or {})}, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -90,6 +93,49 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     assert (repo / "metrics/loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def predict(*args: str, cwd: Path, code: Path) -> str:
+    """`python -m squad_ft.predict ...` from `cwd`, with the project's code from `code`."""
+    return run(cwd, sys.executable, "-m", "squad_ft.predict", *args, "--max-length", "64", "--doc-stride", "16",
+               env={"PYTHONPATH": str(code)})
+
+
+def test_model_folders_are_hub_ready_and_answer_from_anywhere(repo, tmp_path):
+    repo, _ = repo
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for variant, mode in (("full", "full"), ("lora", "lora"), ("lora-merged", "lora")):
+        folder = repo / "models" / variant
+        assert not [p for p in folder.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl"}]
+        card = (folder / "README.md").read_text()
+        metadata = yaml.safe_load(card.split("---")[1])
+        assert metadata["pipeline_tag"] == "question-answering"
+        [test, heldout] = metadata["model-index"][0]["results"]
+        assert test["metrics"][1]["value"] == json.loads((repo / f"metrics/{mode}.json").read_text())["f1"]
+        assert heldout["metrics"][0]["value"] == json.loads((repo / f"metrics/heldout/{mode}.json").read_text())[
+            "exact_match"]
+    assert json.loads((repo / "models/lora/adapter_config.json").read_text())["base_model_name_or_path"] == \
+        params["model"]["name"]
+    assert not (repo / "models/lora-merged/adapter_config.json").exists()  # a plain transformers folder
+
+    # copied elsewhere, each folder answers; one question gives its answer, score and offsets
+    context = "Italy is in europe . the capital of italy is rome . it has many hills ."
+    elsewhere = tmp_path / "elsewhere"
+    for variant in ("full", "lora", "lora-merged"):
+        copy = shutil.copytree(repo / "models" / variant, elsewhere / variant)
+        answer = json.loads(predict("--model", str(copy), "--question", "What is the capital of italy?",
+                                    "--context", context, cwd=tmp_path, code=repo).strip().splitlines()[-1])
+        assert set(answer) == {"text", "score", "start", "end"}
+        assert context[answer["start"]:answer["end"]] == answer["text"]
+
+    # a whole file: the same answers and scores as the evaluate stage (one inference path)
+    output = predict("--model", str(repo / "models/full"), "--input", str(repo / "data/heldout.jsonl"),
+                     "--output", str(tmp_path / "answers.json"), "--batch-size", "16", cwd=repo, code=repo)
+    assert json.loads((tmp_path / "answers.json").read_text()) == json.loads(
+        (repo / "data/predictions/heldout/full.json").read_text())
+    scores = json.loads(output.strip().splitlines()[-1])
+    metrics = json.loads((repo / "metrics/heldout/full.json").read_text())
+    assert scores == {"exact_match": metrics["exact_match"], "f1": metrics["f1"]}
+
+
 def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
     repo, _ = repo
     output = run(repo, "dvc", "repro")
@@ -101,7 +147,7 @@ def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
     output = run(repo, "dvc", "exp", "run", "-S", "lora.r=8")
     # the comparisons re-run only if LoRA's predictions changed (DVC compares their hashes)
     assert stages_run(output) - {"compare@test", "compare@heldout"} == {
-        "train@lora", "evaluate@lora-test", "evaluate@lora-heldout", "report"}
+        "train@lora", "evaluate@lora-test", "evaluate@lora-heldout", "report", "package@lora", "package@lora-merged"}
 
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
     assert "metrics/full.json" not in diff and "metrics/heldout/full.json" not in diff  # full did not move
@@ -112,8 +158,9 @@ def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
 def test_heldout_change_reruns_only_the_heldout_evaluations(repo):
     repo, _ = repo
     output = run(repo, "dvc", "exp", "run", "-S", "heldout.n_examples=12")
+    # never training or the test-split evaluations; the model cards show the held-out scores
     assert stages_run(output) == {"heldout", "evaluate@full-heldout", "evaluate@lora-heldout", "compare@heldout",
-                                  "report"}  # never training or the test-split evaluations
+                                  "report", *PACKAGES}
     assert json.loads((repo / "metrics/heldout/data.json").read_text())["heldout_examples"] == 12
     assert len(json.loads((repo / "data/predictions/heldout/full.json").read_text())) == 12
 

@@ -26,7 +26,7 @@ def logits(length, **peaks):
 
 def decode(features, starts, ends, n_best=20, max_answer_length=30):
     return best_answers(EXAMPLES, Dataset.from_list(features), np.array(starts), np.array(ends),
-                        n_best, max_answer_length)["e1"]
+                        n_best, max_answer_length)["e1"]["text"]
 
 
 def test_picks_the_highest_scoring_span():
@@ -67,3 +67,10 @@ def test_n_best_and_max_answer_length_must_be_positive():
     features = [{"example_id": "e1", "offset_mapping": feature(WORDS)}]
     with pytest.raises(UserError, match="evaluate.n_best"):
         decode(features, [logits(10)], [logits(10)], n_best=0)
+
+
+def test_answers_carry_their_score_and_character_offsets():
+    features = Dataset.from_list([{"example_id": "e1", "offset_mapping": feature(WORDS)}])
+    answer = best_answers(EXAMPLES, features, np.array([logits(10, t7=5)]), np.array([logits(10, t8=4)]), 20, 30)["e1"]
+    assert answer == {"text": "the mat", "score": 9.0, "start": 15, "end": 22}
+    assert CONTEXT[answer["start"]:answer["end"]] == answer["text"]

@@ -68,12 +68,12 @@ def test_a_killed_training_resumes_and_ends_identical(long_training):
     reference = run_stage("train@lora", cwd=project)
     assert reference.returncode == 0, reference.stderr
     assert "resuming" not in reference.stdout
-    expected_weights = (project / "models/lora/adapter_model.safetensors").read_bytes()
-    expected_summary = json.loads((project / "models/lora/train_summary.json").read_text())
+    expected_weights = (project / "models/trained/lora/adapter_model.safetensors").read_bytes()
+    expected_summary = json.loads((project / "models/trained/lora/train_summary.json").read_text())
     expected_loss = (project / "dvclive/lora/plots/metrics/loss.tsv").read_text()
     assert not list(project.glob(".checkpoints/*")), "checkpoints are removed when the stage finishes"
 
-    shutil.rmtree(project / "models/lora")  # as dvc repro removes a stage's outputs before running it
+    shutil.rmtree(project / "models/trained/lora")  # as dvc repro removes a stage's outputs before running it
     process = start_stage("train@lora", project)
     wait_for(lambda: checkpoints(project))
     process.kill()  # SIGKILL: nothing can clean up
@@ -84,8 +84,8 @@ def test_a_killed_training_resumes_and_ends_identical(long_training):
     assert resumed.returncode == 0, resumed.stderr
     assert f"(step {killed_at})" in resumed.stdout  # resumed: only the remaining steps ran
     assert 0 < killed_at < 160
-    assert (project / "models/lora/adapter_model.safetensors").read_bytes() == expected_weights
-    summary = json.loads((project / "models/lora/train_summary.json").read_text())
+    assert (project / "models/trained/lora/adapter_model.safetensors").read_bytes() == expected_weights
+    summary = json.loads((project / "models/trained/lora/train_summary.json").read_text())
     for key in ("initial_loss", "final_loss", "trainable_params", "total_params"):
         assert summary[key] == expected_summary[key], key
     loss_steps = [line.split("\t")[1:] for line in (project / "dvclive/lora/plots/metrics/loss.tsv").read_text().splitlines()]
@@ -115,10 +115,10 @@ def test_model_folders_hold_no_pickle_and_a_copied_adapter_loads(long_training, 
     assert files and not [path for path in files if path.suffix in PICKLE_SUFFIXES]
 
     name = yaml.safe_load((project / "params.yaml").read_text())["model"]["name"]
-    config = json.loads((project / "models/lora/adapter_config.json").read_text())
+    config = json.loads((project / "models/trained/lora/adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == name  # as configured, not a path into a cache
-    copy = shutil.copytree(project / "models/lora", tmp_path / "elsewhere" / "lora")
-    original, copied = load_trained(project / "models/lora"), load_trained(copy, base_model=name)
+    copy = shutil.copytree(project / "models/trained/lora", tmp_path / "elsewhere" / "lora")
+    original, copied = load_trained(project / "models/trained/lora"), load_trained(copy, base_model=name)
     for (key, a), (_, b) in zip(original.state_dict().items(), copied.state_dict().items()):
         assert a.equal(b), key
 

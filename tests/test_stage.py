@@ -71,7 +71,7 @@ def test_train_rejects_bad_lora_settings_without_output(tokenized, lora, fragmen
     assert run_stage("tokenize", cwd=tokenized).returncode == 0
     set_params(tokenized, "lora", **lora)
     assert_clean_failure(run_stage("train@lora", cwd=tokenized), *fragments)
-    assert not (tokenized / "models" / "lora").exists()
+    assert not (tokenized / "models" / "trained" / "lora").exists()
     assert not (tokenized / "dvclive" / "lora").exists()
 
 
@@ -81,7 +81,7 @@ def test_training_is_reproducible(tokenized):
     summaries = []
     for _ in range(2):
         assert run_stage("train@lora", cwd=tokenized).returncode == 0
-        summary = json.loads((tokenized / "models/lora/train_summary.json").read_text())
+        summary = json.loads((tokenized / "models/trained/lora/train_summary.json").read_text())
         summaries.append({key: summary[key] for key in ("initial_loss", "final_loss", "trainable_params")})
     assert summaries[0] == summaries[1]
 

@@ -1,0 +1,76 @@
+"""Ask a trained model questions: one question, or a whole file.
+
+    python -m squad_ft.predict --model models/lora --question "..." --context "..."
+    python -m squad_ft.predict --model models/full --input questions.json --output predictions.json
+
+The model folder is one the pipeline wrote (`models/full`, `models/lora`, or a copy of one).
+Answers come through the same inference path as the `evaluate` stage: the same windows over
+long contexts and the same n-best decoding. `--input` takes the formats of `data.source`
+(nested SQuAD v1.1 JSON, JSON Lines, Parquet); answers are optional, and when every question
+has them the predictions are scored (official SQuAD v1.1 exact match and F1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import datasets
+
+from squad_ft.data import read_questions
+from squad_ft.errors import UserError
+from squad_ft.inference import answer_questions, load_model
+from squad_ft.metric import squad_scores
+from squad_ft.postprocess import answer_texts
+from squad_ft.stage import atomic_output, run_stage, write_json
+
+# The pipeline's defaults (params.yaml `model` and `evaluate`): windows and decoding as in training.
+WINDOW = {"max_length": 384, "doc_stride": 128}
+DECODING = {"batch_size": 64, "n_best": 20, "max_answer_length": 30}
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path, help="a model folder written by the pipeline")
+    parser.add_argument("--base-model", help="for a LoRA folder: the base model, if not the one it records")
+    parser.add_argument("--question", help="one question (with --context)")
+    parser.add_argument("--context", help="the text to find its answer in")
+    parser.add_argument("--input", help="a file of questions (with --output)")
+    parser.add_argument("--output", type=Path, help="where to write {question id: answer} (the official format)")
+    for settings in (WINDOW, DECODING):
+        for name, default in settings.items():
+            parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"default {default}")
+    args = parser.parse_args()
+    if bool(args.question) != bool(args.context) or bool(args.input) != bool(args.output):
+        parser.error("give --question with --context, or --input with --output")
+    if bool(args.question) == bool(args.input):
+        parser.error("give either one question (--question, --context) or a file (--input, --output)")
+    return args
+
+
+def main() -> None:
+    args = arguments()
+    if not (args.model / "config.json").exists() and not (args.model / "adapter_config.json").exists():
+        raise UserError(f"--model: {args.model} is not a model folder written by the pipeline")
+    model, tokenizer = load_model(args.model, args.base_model)
+    window = {name: getattr(args, name) for name in WINDOW}
+    decoding = {name: getattr(args, name) for name in DECODING}
+    if args.question:
+        examples = datasets.Dataset.from_list([{"id": "question", "context": args.context, "question": args.question}])
+        answer = answer_questions(model, tokenizer, examples, window, decoding)["question"]
+        print(json.dumps(answer, ensure_ascii=False))
+        return
+    examples = read_questions(args.input)
+    answers = answer_questions(model, tokenizer, examples, window, decoding)
+    with atomic_output(args.output) as out:
+        write_json(out, answer_texts(answers))
+    print(f"{len(answers)} answers -> {args.output}")
+    if all(example["answers"]["text"] for example in examples):
+        references = {example["id"]: example["answers"]["text"] for example in examples}
+        scores = squad_scores(answer_texts(answers), references)
+        print(json.dumps({name: round(value, 2) for name, value in scores.items()}))
+
+
+if __name__ == "__main__":
+    run_stage(main)

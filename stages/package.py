@@ -1,0 +1,33 @@
+"""Stage package@{full,lora,lora-merged}: a Hub-ready model folder with its model card.
+
+`full` and `lora` are the trained folders as they are (safetensors, config, tokenizer);
+`lora-merged` is the LoRA adapter merged into its base model, a plain `transformers` folder
+for users without `peft`. Each gets a README.md model card from this run's params and metrics.
+"""
+import json
+import shutil
+
+from squad_ft.card import model_card
+from squad_ft.modeling import load_tokenizer, load_trained
+from squad_ft.params import load_params
+from squad_ft.stage import atomic_output, run_stage, stage_arguments
+from squad_ft.training import SUMMARY_FILE
+
+
+def main() -> None:
+    paths = stage_arguments(__doc__.splitlines()[0], "trained", "metrics", "heldout-metrics", "out", variant=True)
+    params = load_params()
+    evaluations = {name: json.loads(path.read_text()) for name, path in
+                   (("test", paths.metrics), ("heldout", paths.heldout_metrics))}
+    with atomic_output(paths.out) as out:
+        if paths.variant == "lora-merged":
+            load_trained(paths.trained).save_pretrained(str(out))
+            load_tokenizer(str(paths.trained)).save_pretrained(str(out))
+        else:
+            shutil.copytree(paths.trained, out, ignore=shutil.ignore_patterns(SUMMARY_FILE))
+        (out / "README.md").write_text(model_card(paths.variant, params, evaluations))
+    print(f"{paths.variant} -> {paths.out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
