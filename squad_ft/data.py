@@ -6,9 +6,13 @@ Every source is turned into the flat Hugging Face schema used by `rajpurkar/squa
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 import datasets
+import pyarrow
+import pyarrow.parquet
 
 from squad_ft.errors import UserError
 from squad_ft.hub import check_local, hub_reachable, unreachable_note
@@ -17,32 +21,30 @@ FIELDS = ("id", "title", "context", "question", "answers")
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
-def load_examples(source: str, n_examples: int | None, section: str = "data", split: str = "train") -> datasets.Dataset:
-    """The first `n_examples` (None: all) of `source`, in order, validated, in the flat schema.
+def stream_examples(source: str, n_examples: int | None, section: str = "data", split: str = "train") -> Iterator[dict]:
+    """The first `n_examples` (None: all) of `source`, in order, validated, in the flat schema, one at a time.
 
     `source` is a Hub dataset id (its `split`) or a local file; `section` is the params.yaml
-    section the settings come from, named in every error.
+    section the settings come from, named in every error. Nothing beyond the examples used is
+    read from a Hub dataset or a JSON Lines / Parquet file, and none is held in memory.
     """
-    return first_examples(_read(source, section, split), n_examples, section, source)
+    if n_examples is not None and (not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples <= 0):
+        raise UserError(f"{section}.n_examples must be a positive integer, null or all, got {n_examples!r}")
+    count = 0
+    for count, example in enumerate(islice(validated(_records(source, section, split), section), n_examples), 1):
+        yield example
+    if n_examples is not None and count < n_examples:
+        raise UserError(f"{section}.n_examples is {n_examples} but {_label(section)} {source!r} has only {count} examples")
 
 
-def read_examples(source: str, section: str = "data", split: str = "train") -> list[dict]:
-    """Every example of `source`, validated, in the flat schema."""
-    return _validated(_read(source, section, split), section)
+def load_examples(source: str, n_examples: int | None, section: str = "data", split: str = "train") -> datasets.Dataset:
+    """`stream_examples` as a Dataset."""
+    return datasets.Dataset.from_list(list(stream_examples(source, n_examples, section, split)))
 
 
-def first_examples(records: list[dict], n_examples: int | None, section: str, source: str) -> datasets.Dataset:
-    """The first `n_examples` of `records` (all of them for None), validated, as a Dataset."""
-    if n_examples is not None:
-        if not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples <= 0:
-            raise UserError(f"{section}.n_examples must be a positive integer or null (all), got {n_examples!r}")
-        if n_examples > len(records):
-            raise UserError(
-                f"{section}.n_examples is {n_examples} but {_label(section)} {source!r} has only {len(records)} "
-                "examples" + (" not seen in training" if section == "heldout" else "")
-            )
-        records = records[:n_examples]
-    return datasets.Dataset.from_list(_validated(records, section))
+def read_questions(source: str, option: str = "--input") -> datasets.Dataset:
+    """Every example of a local file, for answering: answers optional (checked where present)."""
+    return datasets.Dataset.from_list(list(validated(_records(source, option, "train"), option, answers_required=False)))
 
 
 def _label(section: str) -> str:
@@ -50,31 +52,28 @@ def _label(section: str) -> str:
     return section if section.startswith("--") else f"{section}.source"
 
 
-def read_questions(source: str, option: str = "--input") -> datasets.Dataset:
-    """Every example of a local file, for answering: answers optional (checked where present)."""
-    return datasets.Dataset.from_list(_validated(_read(source, option, "train"), option, answers_required=False))
-
-
-def _read(source: str, section: str, split: str) -> list[dict]:
+def _records(source: str, section: str, split: str) -> Iterator:
     return _read_local(Path(source), section) if _is_local(source, section) else _read_hub(source, section, split)
 
 
-def _validated(records: list, section: str, answers_required: bool = True) -> list[dict]:
-    """The records in the flat schema, each validated, their ids unique."""
-    positions = {}
+def validated(records: Iterable, section: str, answers_required: bool = True) -> Iterator[dict]:
+    """The records in the flat schema, each validated as it comes, their ids unique."""
+    records, first_seen = iter(records), {}
     for index, record in enumerate(records):
         if not answers_required and isinstance(record, dict):
             record = {"title": "", "answers": {"text": [], "answer_start": []}, **record}
         validate_example(record, index, section, answers_required)
-        records[index] = record
-        positions.setdefault(record["id"], []).append(index)
-    duplicated = next(((id_, where) for id_, where in positions.items() if len(where) > 1), None)
-    if duplicated:
-        raise UserError(
-            f"{_label(section)}: duplicate question id {duplicated[0]!r} at examples "
-            f"{', '.join(map(str, duplicated[1]))}: predictions and scores are keyed by id, so ids must be unique"
-        )
-    return [{field: record[field] for field in FIELDS} for record in records]
+        if record["id"] in first_seen:
+            positions = [first_seen[record["id"]], index] + [
+                later for later, other in enumerate(records, index + 1)
+                if isinstance(other, dict) and other.get("id") == record["id"]
+            ]
+            raise UserError(
+                f"{_label(section)}: duplicate question id {record['id']!r} at examples "
+                f"{', '.join(map(str, positions))}: predictions and scores are keyed by id, so ids must be unique"
+            )
+        first_seen[record["id"]] = index
+        yield {field: record[field] for field in FIELDS}
 
 
 def _is_local(source: str, section: str) -> bool:
@@ -88,10 +87,10 @@ def _is_local(source: str, section: str) -> bool:
     return path.is_file()
 
 
-def _read_hub(dataset_id: str, section: str, split: str) -> list[dict]:
+def _read_hub(dataset_id: str, section: str, split: str) -> Iterator[dict]:
     hub_reachable()  # if the Hub does not answer, read the cache only: no half-minute of retries
     try:
-        return datasets.load_dataset(dataset_id, split=split).to_list()
+        dataset = datasets.load_dataset(dataset_id, split=split)  # Arrow, memory-mapped: rows are read as used
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         label = _label(section)
@@ -100,46 +99,52 @@ def _read_hub(dataset_id: str, section: str, split: str) -> list[dict]:
             f"not cached or not a dataset: {reason}).{unreachable_note()} Set {label} to a local SQuAD file "
             f"instead: nested SQuAD v1.1 JSON, JSON Lines or Parquet, e.g. `dvc exp run -S {label}=path/to/file.json`"
         ) from err
+    return iter(dataset)
 
 
-def _read_local(path: Path, section: str) -> list[dict]:
+def _read_local(path: Path, section: str) -> Iterator:
     if path.suffix == ".parquet":
-        try:
-            return datasets.Dataset.from_parquet(str(path)).to_list()
-        except Exception as err:  # pyarrow raises several error types for unreadable files
-            raise UserError(f"{_label(section)}: {path} is not a readable Parquet file: {err}") from err
+        return _read_parquet(path, section)
+    if path.suffix == ".jsonl":
+        return _read_json_lines(path, section)
     try:
-        text = path.read_text(encoding="utf-8")
+        content = json.loads(path.read_text(encoding="utf-8"))  # one JSON document: read whole
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"{_label(section)}: cannot read {path}: {err}") from err
-    if path.suffix == ".json":
-        try:
-            content = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{_label(section)}: {path} is not valid JSON: {err}") from err
-        if isinstance(content, dict) and "data" in content:
-            return flatten_nested_squad(content, path, section)
-        if isinstance(content, list):
-            return content
-        raise UserError(f"{_label(section)}: {path} is neither nested SQuAD JSON (with 'data') nor a list of examples")
-    return _read_json_lines(text, path, section)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{_label(section)}: {path} is not valid JSON: {err}") from err
+    if isinstance(content, dict) and "data" in content:
+        return flatten_nested_squad(content, path, section)
+    if isinstance(content, list):
+        return iter(content)
+    raise UserError(f"{_label(section)}: {path} is neither nested SQuAD JSON (with 'data') nor a list of examples")
 
 
-def _read_json_lines(text: str, path: Path, section: str = "data") -> list[dict]:
-    records = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise UserError(f"{_label(section)}: {path} line {line_number} is not valid JSON: {err}") from err
-    return records
+def _read_parquet(path: Path, section: str) -> Iterator[dict]:
+    try:
+        batches = pyarrow.parquet.ParquetFile(path).iter_batches(batch_size=1000)
+        for batch in batches:
+            yield from batch.to_pylist()
+    except pyarrow.ArrowException as err:
+        raise UserError(f"{_label(section)}: {path} is not a readable Parquet file: {err}") from err
 
 
-def flatten_nested_squad(content: dict, path: Path | str = "<data>", section: str = "data") -> list[dict]:
+def _read_json_lines(path: Path, section: str = "data") -> Iterator:
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line_number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{_label(section)}: {path} line {line_number} is not valid JSON: {err}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{_label(section)}: cannot read {path}: {err}") from err
+
+
+def flatten_nested_squad(content: dict, path: Path | str = "<data>", section: str = "data") -> Iterator[dict]:
     """Flatten nested SQuAD v1.1 JSON (article, paragraph, question order) into flat records."""
-    records = []
     where = "data"
     try:
         for a, article in enumerate(content["data"]):
@@ -149,7 +154,7 @@ def flatten_nested_squad(content: dict, path: Path | str = "<data>", section: st
                 for q, qa in enumerate(paragraph["qas"]):
                     where = f"data[{a}].paragraphs[{p}].qas[{q}]"
                     answers = qa.get("answers", [])  # required for training; checked there
-                    records.append({
+                    yield {
                         "id": qa["id"],
                         "title": article["title"],
                         "context": paragraph["context"],
@@ -158,12 +163,11 @@ def flatten_nested_squad(content: dict, path: Path | str = "<data>", section: st
                             "text": [answer["text"] for answer in answers],
                             "answer_start": [answer["answer_start"] for answer in answers],
                         },
-                    })
+                    }
     except KeyError as err:
         raise UserError(f"{_label(section)}: {path}: {where} is missing the field {err}") from err
     except TypeError as err:
         raise UserError(f"{_label(section)}: {path}: {where} is malformed: {err}") from err
-    return records
 
 
 def validate_example(record: object, index: int, section: str = "data", answers_required: bool = True) -> None:
@@ -196,20 +200,22 @@ def validate_example(record: object, index: int, section: str = "data", answers_
             )
 
 
-def unseen_examples(candidates: list[dict], train: datasets.Dataset) -> tuple[list[dict], dict]:
-    """The candidates whose article (title) and paragraph (context) never occur in `train`.
+def unseen_examples(candidates: Iterable[dict], train: datasets.Dataset, counts: dict) -> Iterator[dict]:
+    """The candidates whose article (title) and paragraph (context) never occur in `train`, in order.
 
-    Returns them, in order, with the counts of what was dropped for the record.
+    `counts` is filled as the candidates go by: how many were seen, and dropped for what reason.
     """
     titles, contexts = set(train["title"]), set(train["context"])
-    kept = [ex for ex in candidates if ex["title"] not in titles and ex["context"] not in contexts]
-    counts = {
-        "candidates": len(candidates),
-        "dropped_seen_article": sum(ex["title"] in titles for ex in candidates),
-        "dropped_seen_paragraph_only": sum(ex["title"] not in titles and ex["context"] in contexts for ex in candidates),
-        "unseen": len(kept),
-    }
-    return kept, counts
+    counts.update(candidates=0, dropped_seen_article=0, dropped_seen_paragraph_only=0, unseen=0)
+    for example in candidates:
+        counts["candidates"] += 1
+        if example["title"] in titles:
+            counts["dropped_seen_article"] += 1
+        elif example["context"] in contexts:
+            counts["dropped_seen_paragraph_only"] += 1
+        else:
+            counts["unseen"] += 1
+            yield example
 
 
 def overlap_with(examples: datasets.Dataset, train: datasets.Dataset) -> dict[str, float]:
@@ -234,13 +240,16 @@ def split_examples(examples: datasets.Dataset, test_size: float, seed: int) -> d
     return examples.train_test_split(test_size=n_test, seed=seed, shuffle=True)
 
 
-def save_jsonl(examples: datasets.Dataset, path: Path) -> None:
-    """Write examples as JSON Lines in the flat schema (readable by people and by `load_jsonl`)."""
+def save_jsonl(examples: Iterable[dict], path: Path) -> int:
+    """Write examples as JSON Lines in the flat schema (readable by people and by `load_jsonl`),
+    one at a time; return how many."""
+    count = 0
     with path.open("w", encoding="utf-8") as out:
-        for record in examples:
+        for count, record in enumerate(examples, 1):
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return count
 
 
 def load_jsonl(path: str | Path) -> datasets.Dataset:
-    """Read examples written by `save_jsonl`."""
-    return datasets.Dataset.from_list(_read_json_lines(Path(path).read_text(encoding="utf-8"), Path(path)))
+    """Read examples written by `save_jsonl` into Arrow (memory-mapped, not Python objects)."""
+    return datasets.Dataset.from_json(str(path))

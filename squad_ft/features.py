@@ -88,13 +88,19 @@ def check_window(tokenizer, max_length: int, doc_stride: int) -> None:
         )
 
 
-def tokenize(examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int, training: bool):
-    """Training features (with labels) or evaluation features (with offsets) for `examples`."""
+def tokenize(
+    examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int, training: bool, num_proc: int = 1
+):
+    """Training features (with labels) or evaluation features (with offsets) for `examples`,
+    in batches (`num_proc` processes), written to Arrow as they come."""
     check_window(tokenizer, max_length, doc_stride)
+    if num_proc < 1:
+        raise UserError(f"model.num_proc must be at least 1, got {num_proc}")
     return examples.map(
         train_features if training else eval_features,
         batched=True,
         fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
         remove_columns=examples.column_names,
+        num_proc=num_proc if num_proc > 1 else None,
         desc="Tokenizing " + ("training" if training else "evaluation") + " examples",
     )

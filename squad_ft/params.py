@@ -22,8 +22,8 @@ def _text(value) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _optional_integer(value) -> bool:
-    return value is None or _integer(value)
+def _count(value) -> bool:
+    return value is None or value == "all" or _integer(value)
 
 
 def _names(value) -> bool:
@@ -32,14 +32,14 @@ def _names(value) -> bool:
 
 KINDS = {  # checker -> what the error says the value must be
     _integer: "an integer", _number: "a number", _text: "a non-empty string",
-    _optional_integer: "an integer or null", _names: "a string or a list of strings",
+    _count: "an integer, null or all", _names: "a string or a list of strings",
 }
 SCHEMA = {
-    "data": {"source": _text, "n_examples": _optional_integer, "test_size": _number, "seed": _integer},
-    "heldout": {"source": _text, "split": _text, "n_examples": _optional_integer},
-    "model": {"name": _text, "max_length": _integer, "doc_stride": _integer},
+    "data": {"source": _text, "n_examples": _count, "test_size": _number, "seed": _integer},
+    "heldout": {"source": _text, "split": _text, "n_examples": _count},
+    "model": {"name": _text, "max_length": _integer, "doc_stride": _integer, "num_proc": _integer},
     "train": {"batch_size": _integer, "warmup_fraction": _number, "weight_decay": _number,
-              "logging_steps": _integer, "checkpoint_steps": _integer, "seed": _integer},
+              "logging_steps": _integer, "checkpoint_steps": _integer, "nproc": _integer, "seed": _integer},
     "full": {"epochs": _number, "learning_rate": _number},
     "lora": {"epochs": _number, "learning_rate": _number, "r": _integer, "alpha": _number, "dropout": _number,
              "target_modules": _names},
@@ -71,6 +71,8 @@ def check_params(params, path: str | Path = PARAMS_FILE) -> dict:
                 raise UserError(f"{path}: {section}.{key} is missing")
             if check is _number:
                 values[key] = _as_number(values[key])
+            if check is _count and values[key] == "all":
+                values[key] = None
             if not check(values[key]):
                 raise UserError(f"{path}: {section}.{key} must be {KINDS[check]}, got {values[key]!r}")
         unknown = [key for key in values if key not in keys]

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -43,6 +44,25 @@ def stage_arguments(
 def write_json(path: Path, content) -> None:
     """`content` as indented JSON, ending with a newline."""
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
+
+
+def relaunch_under_torchrun(nproc: int) -> None:
+    """Run this stage's command again under torchrun, `nproc` processes on this machine, and exit
+    with its status. A signal to this process is passed on to torchrun, which stops its workers."""
+    module = sys.modules["__main__"].__spec__.name
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", module, *sys.argv[1:]]
+    print(f"running {module} under torchrun with {nproc} processes", flush=True)
+    workers = subprocess.Popen(command)
+    try:
+        status = workers.wait()
+    except BaseException:
+        workers.send_signal(signal.SIGTERM)
+        workers.wait()
+        raise
+    if status:
+        raise UserError(f"{module} under torchrun ({nproc} processes) failed with exit status {status}; "
+                        "its first error is above")
 
 
 class Interrupted(BaseException):

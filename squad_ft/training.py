@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import shutil
 import sys
@@ -19,6 +20,16 @@ from squad_ft.errors import UserError
 from squad_ft.modeling import count_parameters
 
 SUMMARY_FILE = "train_summary.json"  # written beside the weights by the train stage
+
+
+def world_size() -> int:
+    """How many processes train together (torchrun sets WORLD_SIZE; 1 without it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """The process that writes outputs, logs and metrics (rank 0 under torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def device_and_precision() -> tuple[str, dict]:
@@ -44,16 +55,23 @@ def trainer_arguments(output_dir: str, **kwargs) -> TrainingArguments:
 
 def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArguments:
     """TrainingArguments from the shared `train` params merged with one mode's (`full` or `lora`)."""
-    for key in ("epochs", "learning_rate", "batch_size", "checkpoint_steps"):
+    for key in ("epochs", "learning_rate", "batch_size", "checkpoint_steps", "nproc"):
         if not hyper[key] > 0:
             raise UserError(f"{key} must be positive, got {hyper[key]!r}")
     if not 0 <= hyper["warmup_fraction"] < 1:
         raise UserError(f"train.warmup_fraction must be in [0, 1), got {hyper['warmup_fraction']!r}")
+    processes = world_size()
+    if hyper["batch_size"] % processes:
+        raise UserError(f"train.batch_size {hyper['batch_size']} must be a multiple of train.nproc ({processes}): "
+                        "it is the global batch, split evenly over the processes")
+    distributed = {"ddp_backend": "nccl" if torch.cuda.is_available() else "gloo",
+                   "ddp_find_unused_parameters": False} if processes > 1 else {}
     return trainer_arguments(
         output_dir,
         num_train_epochs=hyper["epochs"],
         learning_rate=hyper["learning_rate"],
-        per_device_train_batch_size=hyper["batch_size"],
+        per_device_train_batch_size=hyper["batch_size"] // processes,
+        **distributed,
         weight_decay=hyper["weight_decay"],
         warmup_steps=float(hyper["warmup_fraction"]),
         lr_scheduler_type="linear",
@@ -126,14 +144,15 @@ def train(
     features: datasets.Dataset,
     hyper: dict,
     seed: int,
-    model_dir: Path,
-    live_dir: Path,
+    model_dir: Path | None,
+    live_dir: Path | None,
     checkpoint_dir: Path,
 ) -> dict:
     """Train `model` on `features`, save it to `model_dir`, log to dvclive; return a summary.
 
     Checkpoints go to `checkpoint_dir`; a complete one found there is resumed from, and the
-    folder is removed once the model is saved.
+    folder is removed once the model is saved. Under torchrun every process runs this; only
+    the main one writes (`model_dir` and `live_dir` may be None in the others).
     """
     trainable, total = count_parameters(model)
     if torch.cuda.is_available():
@@ -147,13 +166,16 @@ def train(
         callbacks=[SaveAtEpochEnd()],
     )
     resume = last_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
-    if resume:
+    if resume and is_main_process():
         print(f"resuming from {resume} (step {resume.name.rsplit('-', 1)[1]})", flush=True)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    trainer.model.save_pretrained(str(model_dir))  # safetensors only: no pickled training arguments
-    tokenizer.save_pretrained(str(model_dir))
-    write_training_log(live_dir, trainer.state.log_history)
-    shutil.rmtree(checkpoint_dir)
+    if is_main_process():  # under torchrun, the other processes write nothing
+        trainer.model.save_pretrained(str(model_dir))  # safetensors only: no pickled training arguments
+        tokenizer.save_pretrained(str(model_dir))
+        write_training_log(live_dir, trainer.state.log_history)
+    trainer.accelerator.wait_for_everyone()
+    if is_main_process():
+        shutil.rmtree(checkpoint_dir)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     device, _ = device_and_precision()
     return {
@@ -165,5 +187,6 @@ def train(
         "initial_loss": round(losses[0], 4),
         "final_loss": round(losses[-1], 4),
         "train_features": len(features),
+        "world_size": world_size(),
         "device": device,
     }

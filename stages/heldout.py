@@ -3,9 +3,9 @@
 Every example of heldout.source whose article title or paragraph occurs in the training
 split is dropped (and counted); the first heldout.n_examples of the rest are kept.
 """
-import datasets
+from itertools import islice
 
-from squad_ft.data import first_examples, load_jsonl, read_examples, save_jsonl, unseen_examples
+from squad_ft.data import load_jsonl, save_jsonl, stream_examples, unseen_examples
 from squad_ft.errors import UserError
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
@@ -14,19 +14,26 @@ from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
 def main() -> None:
     paths = stage_arguments(__doc__.splitlines()[0], "train", "out", "counts")
     params = load_params()["heldout"]
-    source = str(params["source"])
-    unseen, counts = unseen_examples(read_examples(source, "heldout", str(params["split"])), load_jsonl(paths.train))
-    if not unseen:
-        raise UserError(f"heldout.source {source!r}: all {counts['candidates']} examples come from articles or "
-                        "paragraphs of the training data; choose a source with other articles")
-    examples: datasets.Dataset = first_examples(unseen, params["n_examples"], "heldout", source)
-    summary = {"eval_set": "heldout", "source": source, **counts, "heldout_examples": len(examples),
-               "heldout_articles": len(set(examples["title"]))}
+    source, wanted = str(params["source"]), params["n_examples"]
+    counts = {}
+    candidates = stream_examples(source, None, "heldout", str(params["split"]))
+    unseen = unseen_examples(candidates, load_jsonl(paths.train), counts)
     with atomic_output(paths.out) as out:
-        save_jsonl(examples, out)
+        written = save_jsonl(islice(unseen, wanted), out)
+        for _ in unseen:  # the rest is still validated and counted
+            pass
+        if not written:
+            raise UserError(f"heldout.source {source!r}: all {counts['candidates']} examples come from articles or "
+                            "paragraphs of the training data; choose a source with other articles")
+        if wanted is not None and written < wanted:
+            raise UserError(f"heldout.n_examples is {wanted} but heldout.source {source!r} has only {written} "
+                            "examples not seen in training")
+    titles = set(load_jsonl(paths.out)["title"])
+    summary = {"eval_set": "heldout", "source": source, **counts, "heldout_examples": written,
+               "heldout_articles": len(titles)}
     with atomic_output(paths.counts) as out:
         write_json(out, summary)
-    print(f"{len(examples)} held-out examples from {summary['heldout_articles']} unseen articles of {source} "
+    print(f"{written} held-out examples from {len(titles)} unseen articles of {source} "
           f"({counts['dropped_seen_article'] + counts['dropped_seen_paragraph_only']} of {counts['candidates']} "
           f"dropped as seen in training) -> {paths.out}")
 

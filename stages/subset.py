@@ -1,5 +1,5 @@
-"""Stage subset: the first data.n_examples of data.source, validated, as flat JSON Lines."""
-from squad_ft.data import load_examples, save_jsonl
+"""Stage subset: the first data.n_examples of data.source (all for `all` or null), validated, as flat JSON Lines."""
+from squad_ft.data import save_jsonl, stream_examples
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, run_stage, stage_arguments
 
@@ -7,10 +7,9 @@ from squad_ft.stage import atomic_output, run_stage, stage_arguments
 def main() -> None:
     paths = stage_arguments(__doc__, "out")
     params = load_params()["data"]
-    examples = load_examples(str(params["source"]), params["n_examples"])
     with atomic_output(paths.out) as out:
-        save_jsonl(examples, out)
-    print(f"{len(examples)} examples from {params['source']} -> {paths.out}")
+        count = save_jsonl(stream_examples(str(params["source"]), params["n_examples"]), out)
+    print(f"{count} examples from {params['source']} -> {paths.out}")
 
 
 if __name__ == "__main__":

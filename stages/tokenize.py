@@ -10,7 +10,8 @@ def main() -> None:
     paths = stage_arguments(__doc__, "train", "out")
     params = load_params()["model"]
     tokenizer = load_tokenizer(str(params["name"]))
-    features = tokenize(load_jsonl(paths.train), tokenizer, params["max_length"], params["doc_stride"], training=True)
+    features = tokenize(load_jsonl(paths.train), tokenizer, params["max_length"], params["doc_stride"],
+                        training=True, num_proc=params["num_proc"])
     with atomic_output(paths.out) as out:
         features.save_to_disk(str(out))
     print(f"{len(features)} training features -> {paths.out}")

@@ -1,7 +1,8 @@
-"""Stage train_full / train_lora: `python -m stages.train --mode {full,lora} ...`.
+"""Stage train@full / train@lora: `python -m stages.train --mode {full,lora} ...`.
 
 Both modes share one code path; they differ only in how the model is wrapped (LoRA adds
 adapters) and in their own section of params.yaml, merged over the shared `train` section.
+With train.nproc > 1 the stage runs itself under torchrun (DDP: gloo on CPU, NCCL on GPU).
 """
 from pathlib import Path
 
@@ -10,8 +11,8 @@ from transformers import set_seed
 
 from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer, record_base_model
 from squad_ft.params import load_params
-from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
-from squad_ft.training import SUMMARY_FILE, run_key, train
+from squad_ft.stage import atomic_output, relaunch_under_torchrun, run_stage, stage_arguments, write_json
+from squad_ft.training import SUMMARY_FILE, is_main_process, run_key, train, world_size
 
 CODE_DIRS = (Path("squad_ft"), Path("stages"))  # the code a checkpoint belongs to
 
@@ -19,6 +20,9 @@ CODE_DIRS = (Path("squad_ft"), Path("stages"))  # the code a checkpoint belongs 
 def main() -> None:
     paths = stage_arguments(__doc__.splitlines()[0], "features", "model-dir", "live-dir", "checkpoints", mode=True)
     params = load_params()
+    if params["train"]["nproc"] > 1 and world_size() == 1:
+        relaunch_under_torchrun(params["train"]["nproc"])  # back here in each process, with WORLD_SIZE set
+        return
     hyper = {**params["train"], **params[paths.mode]}
     features = datasets.load_from_disk(str(paths.features))
     set_seed(params["train"]["seed"])  # before the QA head and LoRA weights are initialised
@@ -31,6 +35,9 @@ def main() -> None:
     # keyed by the run's params, features and code: a checkpoint of other settings is never resumed
     key = run_key(paths.mode, params, paths.features, CODE_DIRS)
     checkpoints = paths.checkpoints / f"{paths.mode}-{key}"
+    if not is_main_process():  # under torchrun: train along, write nothing
+        train(model, tokenizer, features, hyper, params["train"]["seed"], None, None, checkpoints)
+        return
     with atomic_output(paths.model_dir) as model_dir, atomic_output(paths.live_dir) as live_dir:
         summary = train(model, tokenizer, features, hyper, params["train"]["seed"], model_dir, live_dir, checkpoints)
         if paths.mode == "lora":

@@ -47,7 +47,7 @@ def test_malformed_json_is_a_clear_error(tmp_path):
     bad.write_text('{"data": [')
     assert "not valid JSON" in error_of(bad)
     lines = tmp_path / "squad.jsonl"
-    lines.write_text('{"id": "a"}\n{oops\n')
+    lines.write_text(json.dumps(make_examples(1)[0]) + '\n{oops\n')
     assert "line 2 is not valid JSON" in error_of(lines)
 
 
@@ -121,7 +121,8 @@ def test_unseen_examples_drop_seen_articles_and_paragraphs_and_count_them():
     train = Dataset.from_list(make_examples(30))
     renamed = {**make_examples(1)[0], "id": "r1", "title": "Another title"}  # a seen paragraph, new title
     unseen = make_examples(4, unseen=True)
-    kept, counts = unseen_examples(make_examples(5, seed=3) + [renamed] + unseen, train)
+    counts = {}
+    kept = list(unseen_examples(make_examples(5, seed=3) + [renamed] + unseen, train, counts))
     assert [ex["id"] for ex in kept] == [ex["id"] for ex in unseen]
     assert counts == {"candidates": 10, "dropped_seen_article": 5, "dropped_seen_paragraph_only": 1, "unseen": 4}
 
@@ -141,6 +142,20 @@ def test_duplicate_ids_are_an_error_naming_the_id_and_its_positions(tmp_path):
     examples[8]["id"] = "q0002"
     message = error_of(write_jsonl(examples, tmp_path / "squad.jsonl"), n=10)
     assert "duplicate question id 'q0001' at examples 1, 3, 7, 9" in message
+    nested = tmp_path / "squad.json"  # the same in nested SQuAD JSON: positions in flattened order
+    nested.write_text(json.dumps(to_nested(examples)))
+    assert "duplicate question id 'q0001' at examples 1, 3, 7, 9" in error_of(nested, n=10)
+
+
+def test_all_examples_and_streaming_stop_at_n(tmp_path):
+    from squad_ft.data import stream_examples
+
+    examples = make_examples(8)
+    examples[6]["answers"]["answer_start"] = [0]  # broken, but beyond the first 5: never read
+    source = write_jsonl(examples, tmp_path / "squad.jsonl")
+    assert [ex["id"] for ex in stream_examples(str(source), 5)] == [ex["id"] for ex in examples[:5]]
+    with pytest.raises(UserError, match="example 6"):
+        list(stream_examples(str(source), None))  # all: every example is read and checked
 
 
 @pytest.mark.parametrize("field", ["context", "question", "id"])

@@ -92,6 +92,11 @@ def test_saved_lora_model_loads_back_merged_with_the_same_outputs(tmp_path):
     torch.testing.assert_close(got.end_logits, expected.end_logits)
 
 
-def test_missing_model_names_the_parameter(tmp_path):
-    with pytest.raises(UserError, match="model.name: cannot load .* Set model.name to a local model directory"):
+def test_missing_model_directory_is_named_as_a_missing_path(tmp_path):
+    with pytest.raises(UserError, match="model.name: no such file or directory: .*no-such-model"):
         load_pretrained(str(tmp_path / "no-such-model"))
+
+
+def test_a_folder_that_is_no_model_names_the_parameter(tmp_path):
+    with pytest.raises(UserError, match="model.name: .* is not a loadable model directory.* Set model.name"):
+        load_pretrained(str(tmp_path))

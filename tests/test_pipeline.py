@@ -190,3 +190,19 @@ def test_queued_seeds_are_summarised(repo):
     assert cells[3:5] == [str(len(scores)), seeds]
     assert cells[6] == f"{mean:.1f} ± {std:.1f}"
     assert "train.seed" not in table.splitlines()[2]  # the seed is what varies within a group, not a column
+
+
+def test_two_processes_under_torchrun_train_like_one(repo):
+    repo, _ = repo
+    before = {mode: json.loads((repo / f"metrics/{mode}.json").read_text()) for mode in ("full", "lora")}
+    output = run(repo, "dvc", "exp", "run", "-S", "train.nproc=2")
+    assert "under torchrun with 2 processes" in output
+    assert {"train@full", "train@lora"} <= stages_run(output)
+    for mode, one in before.items():
+        two = json.loads((repo / f"metrics/{mode}.json").read_text())
+        assert (one["world_size"], two["world_size"]) == (1, 2)
+        assert two["initial_loss"] == pytest.approx(one["initial_loss"], rel=0.05)  # the same initialisation
+        assert two["final_loss"] == pytest.approx(one["final_loss"], rel=0.1)  # the same global batch of 8
+        assert abs(two["f1"] - one["f1"]) <= 25  # 8 test questions: within noise
+    assert len(list((repo / "models/trained/lora").glob("adapter_model.safetensors"))) == 1
+    assert not list(repo.glob("models/.*.tmp")) and not list(repo.glob(".checkpoints/*"))

@@ -116,7 +116,7 @@ def test_heldout_drops_a_seen_paragraph_under_another_title(tokenized):
 @pytest.mark.parametrize("heldout, fragments", [
     ({"source": "no/such/file.json"}, ["heldout.source: no such file"]),
     ({"source": "squad-ft-tests/no-such-dataset"}, ["heldout.source", "split 'validation'", "Set heldout.source"]),
-    ({"n_examples": 0}, ["heldout.n_examples must be a positive integer or null"]),
+    ({"n_examples": 0}, ["heldout.n_examples must be a positive integer, null or all"]),
     ({"n_examples": 99}, ["heldout.n_examples is 99", "not seen in training"]),
     ({"source": "data/split/train.jsonl"}, ["all 16 examples come from articles or paragraphs of the training"]),
 ])
