@@ -28,13 +28,18 @@ def stream_examples(source: str, n_examples: int | None, section: str = "data", 
     section the settings come from, named in every error. Nothing beyond the examples used is
     read from a Hub dataset or a JSON Lines / Parquet file, and none is held in memory.
     """
-    if n_examples is not None and (not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples <= 0):
-        raise UserError(f"{section}.n_examples must be a positive integer, null or all, got {n_examples!r}")
+    check_count(n_examples, section)
     count = 0
     for count, example in enumerate(islice(validated(_records(source, section, split), section), n_examples), 1):
         yield example
     if n_examples is not None and count < n_examples:
         raise UserError(f"{section}.n_examples is {n_examples} but {_label(section)} {source!r} has only {count} examples")
+
+
+def check_count(n_examples: int | None, section: str) -> None:
+    """A UserError unless `n_examples` is a positive integer or None (all)."""
+    if n_examples is not None and (not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples <= 0):
+        raise UserError(f"{section}.n_examples must be a positive integer, null or all, got {n_examples!r}")
 
 
 def load_examples(source: str, n_examples: int | None, section: str = "data", split: str = "train") -> datasets.Dataset:

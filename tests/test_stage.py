@@ -40,7 +40,8 @@ def test_subset_rejects_a_mismatched_answer_and_too_many_examples(project):
     write_jsonl(examples, project / "bad.jsonl")
     set_params(project, "data", source=str(project / "bad.jsonl"))
     assert_clean_failure(run_stage("subset", cwd=project), "example 7", "does not match the context")
-    set_params(project, "data", source=str(project / "bad.jsonl"), n_examples=21)
+    write_jsonl(make_examples(20), project / "good.jsonl")
+    set_params(project, "data", source=str(project / "good.jsonl"), n_examples=21)
     assert_clean_failure(run_stage("subset", cwd=project), "data.n_examples is 21", "only 20")
     assert not (project / "data" / "subset.jsonl").exists()
 
