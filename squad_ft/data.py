@@ -14,7 +14,7 @@ import datasets
 import pyarrow
 import pyarrow.parquet
 
-from squad_ft.errors import UserError
+from squad_ft.errors import UserError, first_line
 from squad_ft.hub import check_local, hub_reachable, unreachable_note
 
 FIELDS = ("id", "title", "context", "question", "answers")
@@ -97,7 +97,7 @@ def _read_hub(dataset_id: str, section: str, split: str) -> Iterator[dict]:
     try:
         dataset = datasets.load_dataset(dataset_id, split=split)  # Arrow, memory-mapped: rows are read as used
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         label = _label(section)
         raise UserError(
             f"{label}: cannot load the split {split!r} of the Hugging Face dataset {dataset_id!r} (not reachable, "

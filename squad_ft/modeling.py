@@ -8,7 +8,7 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-from squad_ft.errors import UserError
+from squad_ft.errors import UserError, first_line
 from squad_ft.hub import check_local, hub_reachable, unreachable_note
 
 QA_HEAD = "qa_outputs"
@@ -24,7 +24,7 @@ def _load(loader, name: str):
     try:
         return loader.from_pretrained(name)
     except (OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         where = "is not a loadable model directory" if local else "cannot be loaded (not reachable and not cached)"
         raise UserError(
             f"model.name: {name!r} {where}: {reason}.{'' if local else unreachable_note()} Set model.name to a local "
