@@ -1,4 +1,5 @@
-"""What every stage script shares: params, one-line errors, all-or-nothing outputs."""
+"""What every stage script shares: its command line, one-line errors and interrupts, all-or-nothing
+outputs, and the relaunch under torchrun."""
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,9 @@ def write_json(path: Path, content) -> None:
 
 
 def relaunch_under_torchrun(nproc: int) -> None:
-    """Run this stage's command again under torchrun, `nproc` processes on this machine, and exit
-    with its status. A signal to this process is passed on to torchrun, which stops its workers."""
+    """Run this stage's command again under torchrun, `nproc` processes on this machine; return when
+    they succeed, raise a UserError when they fail. A signal to this process is passed on to
+    torchrun, which stops its workers."""
     module = sys.modules["__main__"].__spec__.name
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", module, *sys.argv[1:]]
