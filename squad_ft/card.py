@@ -10,7 +10,7 @@ TITLES = {"full": "full fine-tuning", "lora": "LoRA adapter", "lora-merged": "Lo
 
 def _hub_id(name: str) -> str | None:
     """`name` if it is a Hub id (a local path is no use to the Hub's metadata)."""
-    return None if looks_local(name) or name.startswith("/") else name
+    return None if looks_local(name) else name
 
 
 def _results(name: str, params: dict, evaluations: dict[str, dict]) -> list[dict]:

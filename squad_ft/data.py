@@ -205,12 +205,17 @@ def validate_example(record: object, index: int, section: str = "data", answers_
             )
 
 
+def _seen(train: datasets.Dataset) -> tuple[set[str], set[str]]:
+    """The article titles and the paragraphs of the training split."""
+    return set(train["title"]), set(train["context"])
+
+
 def unseen_examples(candidates: Iterable[dict], train: datasets.Dataset, counts: dict) -> Iterator[dict]:
     """The candidates whose article (title) and paragraph (context) never occur in `train`, in order.
 
     `counts` is filled as the candidates go by: how many were seen, and dropped for what reason.
     """
-    titles, contexts = set(train["title"]), set(train["context"])
+    titles, contexts = _seen(train)
     counts.update(candidates=0, dropped_seen_article=0, dropped_seen_paragraph_only=0, unseen=0)
     for example in candidates:
         counts["candidates"] += 1
@@ -225,7 +230,7 @@ def unseen_examples(candidates: Iterable[dict], train: datasets.Dataset, counts:
 
 def overlap_with(examples: datasets.Dataset, train: datasets.Dataset) -> dict[str, float]:
     """Fractions of `examples` whose paragraph, and whose article, also occur in `train`."""
-    titles, contexts = set(train["title"]), set(train["context"])
+    titles, contexts = _seen(train)
     n = len(examples)
     return {
         "paragraph_overlap": round(sum(c in contexts for c in examples["context"]) / n, 4),
