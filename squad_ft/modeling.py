@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
 from squad_ft.errors import UserError, first_line
 from squad_ft.hub import check_local, hub_reachable, unreachable_note
@@ -14,15 +14,18 @@ from squad_ft.hub import check_local, hub_reachable, unreachable_note
 QA_HEAD = "qa_outputs"
 ALL_LINEAR = "all-linear"
 ADAPTER_CONFIG = "adapter_config.json"
+# Where configs keep the dropout on attention probabilities: BERT-like models, DistilBERT-like models.
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 
 
-def _load(loader, name: str):
-    """`loader.from_pretrained(name)`: a local directory, or a Hub id (from the cache when the Hub is unreachable)."""
+def _load(loader, name: str, **kwargs):
+    """`loader.from_pretrained(name, **kwargs)`: a local directory, or a Hub id (from the cache when the
+    Hub is unreachable)."""
     local = check_local(name, "model.name")
     if not local:
         hub_reachable()  # if the Hub does not answer, the loader reads the cache only: no half-minute of retries
     try:
-        return loader.from_pretrained(name)
+        return loader.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:
         reason = first_line(err)
         where = "is not a loadable model directory" if local else "cannot be loaded (not reachable and not cached)"
@@ -37,9 +40,23 @@ def load_tokenizer(name: str):
     return _load(AutoTokenizer, name)
 
 
-def load_pretrained(name: str) -> torch.nn.Module:
-    """The pre-trained encoder with a freshly initialised span-prediction head."""
-    return _load(AutoModelForQuestionAnswering, name)
+def load_pretrained(name: str, attention_dropout: float | None = None) -> torch.nn.Module:
+    """The pre-trained encoder with a freshly initialised span-prediction head.
+
+    `attention_dropout` replaces the model's dropout on attention probabilities (None keeps it).
+    At 0, PyTorch's fused attention kernel runs on CPU too: it never materialises the attention
+    matrix, which the dropout needs.
+    """
+    config = _load(AutoConfig, name)
+    if attention_dropout is not None:
+        key = next((key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)), None)
+        if key is None:
+            raise UserError(f"train.attention_dropout: this {config.model_type} model has no attention dropout "
+                            "setting; set train.attention_dropout to null")
+        if not 0 <= attention_dropout < 1:
+            raise UserError(f"train.attention_dropout must be in [0, 1) or null, got {attention_dropout!r}")
+        setattr(config, key, attention_dropout)
+    return _load(AutoModelForQuestionAnswering, name, config=config)
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:

@@ -22,6 +22,14 @@ def _text(value) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def _flag(value) -> bool:
+    return isinstance(value, bool)
+
+
+def _optional_number(value) -> bool:
+    return value is None or _number(value)
+
+
 def _count(value) -> bool:
     return value is None or value == "all" or _integer(value)
 
@@ -32,14 +40,16 @@ def _names(value) -> bool:
 
 KINDS = {  # checker -> what the error says the value must be
     _integer: "an integer", _number: "a number", _text: "a non-empty string",
-    _count: "an integer, null or all", _names: "a string or a list of strings",
+    _count: "an integer, null or all", _flag: "true or false", _optional_number: "a number or null",
+    _names: "a string or a list of strings",
 }
 SCHEMA = {
     "data": {"source": _text, "n_examples": _count, "test_size": _number, "seed": _integer},
     "heldout": {"source": _text, "split": _text, "n_examples": _count},
     "model": {"name": _text, "max_length": _integer, "doc_stride": _integer, "num_proc": _integer},
     "train": {"batch_size": _integer, "warmup_fraction": _number, "weight_decay": _number,
-              "logging_steps": _integer, "checkpoint_steps": _integer, "nproc": _integer, "seed": _integer},
+              "logging_steps": _integer, "checkpoint_steps": _integer, "nproc": _integer, "seed": _integer,
+              "attention_dropout": _optional_number, "gradient_checkpointing": _flag},
     "full": {"epochs": _number, "learning_rate": _number},
     "lora": {"epochs": _number, "learning_rate": _number, "r": _integer, "alpha": _number, "dropout": _number,
              "target_modules": _names},
@@ -69,7 +79,7 @@ def check_params(params, path: str | Path = PARAMS_FILE) -> dict:
         for key, check in keys.items():
             if key not in values:
                 raise UserError(f"{path}: {section}.{key} is missing")
-            if check is _number:
+            if check in (_number, _optional_number):
                 values[key] = _as_number(values[key])
             if check is _count and values[key] == "all":
                 values[key] = None

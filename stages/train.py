@@ -27,7 +27,7 @@ def main() -> None:
     features = datasets.load_from_disk(str(paths.features))
     set_seed(params["train"]["seed"])  # before the QA head and LoRA weights are initialised
     tokenizer = load_tokenizer(str(params["model"]["name"]))
-    model = load_pretrained(str(params["model"]["name"]))
+    model = load_pretrained(str(params["model"]["name"]), params["train"]["attention_dropout"])
     print(f"{params['model']['name']}: pre-trained encoder, new span-prediction head (trained from scratch)")
     if paths.mode == "lora":
         lora = params["lora"]
