@@ -18,7 +18,9 @@ TRAINING_ROWS = {
     "trainable_params": ("Trained params", "{:,}"),
     "total_params": ("Total params", "{:,}"),
     "train_runtime_s": ("Time to train", None),
-    "peak_memory_mb": ("Peak memory", None),
+    "train_features_per_s": ("Training throughput (features/s)", "{:.1f}"),
+    "model_memory_mb": ("Memory with the model loaded", None),
+    "peak_memory_mb": ("Peak memory while training", None),
     "initial_loss": ("Initial loss", "{:.2f}"),
     "final_loss": ("Final loss", "{:.2f}"),
 }
@@ -37,7 +39,7 @@ def _memory(megabytes: float) -> str:
 def _training_cell(key: str, value) -> str:
     if key == "train_runtime_s":
         return _duration(value)
-    if key == "peak_memory_mb":
+    if key in ("model_memory_mb", "peak_memory_mb"):
         return _memory(value)
     return TRAINING_ROWS[key][1].format(value)
 

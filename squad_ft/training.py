@@ -185,9 +185,11 @@ def train(
     model_dir: Path | None,
     live_dir: Path | None,
     checkpoint_dir: Path,
+    callbacks: tuple[TrainerCallback, ...] = (),
 ) -> dict:
     """Train `model` on `features`, save it to `model_dir`, log to dvclive; return a summary.
 
+    `callbacks` are extra Trainer callbacks (the benchmark times steps with one).
     Checkpoints go to `checkpoint_dir`; a complete one found there is resumed from, and the
     folder is removed once the model is saved. Under torchrun every process runs this; only
     the main one writes (`model_dir` and `live_dir` may be None in the others).
@@ -199,7 +201,7 @@ def train(
         data_collator=DataCollatorWithPadding(tokenizer),
         train_dataset=features,
         processing_class=tokenizer,
-        callbacks=[SaveAtEpochEnd()],
+        callbacks=[SaveAtEpochEnd(), *callbacks],
     )
     resume = last_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
     if resume and is_main_process():

@@ -100,3 +100,16 @@ def test_missing_model_directory_is_named_as_a_missing_path(tmp_path):
 def test_a_folder_that_is_no_model_names_the_parameter(tmp_path):
     with pytest.raises(UserError, match="model.name: .* is not a loadable model directory.* Set model.name"):
         load_pretrained(str(tmp_path))
+
+
+def test_attention_dropout_is_replaced_only_when_set(tiny_model_dir, monkeypatch):
+    assert load_pretrained(str(tiny_model_dir)).config.attention_dropout == 0.1  # DistilBERT's own
+    model = load_pretrained(str(tiny_model_dir), attention_dropout=0.0)
+    assert model.config.attention_dropout == 0.0
+    assert all(layer.attention.dropout.p == 0.0 for layer in model.distilbert.transformer.layer)
+    with pytest.raises(UserError, match=r"train.attention_dropout must be in \[0, 1\) or null, got 1.5"):
+        load_pretrained(str(tiny_model_dir), attention_dropout=1.5)
+    monkeypatch.setattr("squad_ft.modeling.ATTENTION_DROPOUT_KEYS", ("attn_pdrop",))
+    with pytest.raises(UserError, match="this distilbert model has no attention dropout setting; set "
+                                        "train.attention_dropout to null"):
+        load_pretrained(str(tiny_model_dir), attention_dropout=0.0)

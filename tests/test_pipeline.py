@@ -64,7 +64,8 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     for mode in ("full", "lora"):
         for eval_set, ids, prefix in (("test", test_ids, ""), ("heldout", heldout_ids, "heldout/")):
             metrics = json.loads((repo / f"metrics/{prefix}{mode}.json").read_text())
-            for key in ("trainable_params", "total_params", "train_runtime_s", "peak_memory_mb",
+            for key in ("trainable_params", "total_params", "train_runtime_s", "train_features_per_s",
+                        "model_memory_mb", "peak_memory_mb",
                         "initial_loss", "final_loss", "device"):
                 assert key in metrics, key
             assert (metrics["mode"], metrics["eval_set"], metrics[f"{eval_set}_examples"]) == (mode, eval_set, len(ids))

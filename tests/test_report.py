@@ -2,7 +2,7 @@
 from squad_ft.report import comparison_table, plot_losses, render, verdict
 
 TRAINING = {"epochs": 3, "trainable_params": 66364418, "total_params": 66364418, "train_runtime_s": 229.4,
-            "peak_memory_mb": 4710.4, "initial_loss": 2.2912, "final_loss": 0.9,
+            "train_features_per_s": 52.96, "model_memory_mb": 512.0, "peak_memory_mb": 4710.4, "initial_loss": 2.2912, "final_loss": 0.9,
             "device": "cuda (NVIDIA GeForce RTX 3080 Ti, fp16)"}
 
 
@@ -31,10 +31,13 @@ def test_table_has_training_rows_and_scores_with_intervals_per_set():
     table = comparison_table(EVALUATIONS, COMPARISONS)
     assert list(table.columns) == ["Full fine-tuning", "LoRA", "LoRA - full (paired)"]
     full = table["Full fine-tuning"].to_dict()
-    assert {key: full[key] for key in ("Epochs", "Trained params", "Time to train", "Peak memory", "Initial loss")} == {
-        "Epochs": "3", "Trained params": "66,364,418", "Time to train": "3m49s", "Peak memory": "4.6 GB",
-        "Initial loss": "2.29"}
-    assert table.loc["Peak memory", "LoRA"] == "1000 MB"
+    assert {key: full[key] for key in ("Epochs", "Trained params", "Time to train", "Training throughput (features/s)",
+                                       "Memory with the model loaded", "Peak memory while training",
+                                       "Initial loss")} == {
+        "Epochs": "3", "Trained params": "66,364,418", "Time to train": "3m49s",
+        "Training throughput (features/s)": "53.0", "Memory with the model loaded": "512 MB",
+        "Peak memory while training": "4.6 GB", "Initial loss": "2.29"}
+    assert table.loc["Peak memory while training", "LoRA"] == "1000 MB"
     assert table.loc["Test: F1", "Full fine-tuning"] == "63.0 [60.5, 65.5]"
     assert table.loc["Test: paragraph / article seen in training", "LoRA"] == "98% / 100%"
     assert table.loc["Held-out: paragraph / article seen in training", "LoRA"] == "0% / 0%"

@@ -157,6 +157,10 @@ def test_an_unreachable_hub_fails_fast_with_one_line(tokenized, section, key, va
     (lambda p: p["lora"].update(alpha="sixteen"), "params.yaml: lora.alpha must be a number, got 'sixteen'"),
     (lambda p: p["train"].update(batch_size=2.5), "params.yaml: train.batch_size must be an integer, got 2.5"),
     (lambda p: p.pop("bootstrap"), "params.yaml: the section 'bootstrap' is missing"),
+    (lambda p: p["train"].update(gradient_checkpointing="on"),
+     "params.yaml: train.gradient_checkpointing must be true or false, got 'on'"),
+    (lambda p: p["train"].update(attention_dropout="none"),
+     "params.yaml: train.attention_dropout must be a number or null, got 'none'"),
 ])
 def test_a_missing_or_mistyped_parameter_is_one_line(tokenized, edit, fragment):
     params = yaml.safe_load((tokenized / "params.yaml").read_text())

@@ -87,6 +87,23 @@ def test_training_is_reproducible(tokenized):
     assert summaries[0] == summaries[1]
 
 
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_gradient_checkpointing_changes_memory_not_results(tokenized, mode):
+    """Recomputed activations are the same activations (dropout included): the same losses."""
+    assert run_stage("tokenize", cwd=tokenized).returncode == 0
+    summaries = []
+    for checkpointing in (False, True):
+        set_params(tokenized, "train", gradient_checkpointing=checkpointing)
+        assert run_stage(f"train@{mode}", cwd=tokenized).returncode == 0
+        summaries.append(json.loads((tokenized / f"models/trained/{mode}/train_summary.json").read_text()))
+    for key in ("initial_loss", "final_loss", "trainable_params"):
+        assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-4), key
+    for summary in summaries:  # the memory figures are the training phase's, on top of the loaded model
+        assert 0 < summary["model_memory_mb"] <= summary["peak_memory_mb"]
+        trained = summary["train_features"] * summary["epochs"]
+        assert summary["train_features_per_s"] == pytest.approx(trained / summary["train_runtime_s"], rel=0.05)
+
+
 def training_split(project) -> list[dict]:
     return [json.loads(line) for line in (project / "data/split/train.jsonl").read_text().splitlines()]
 

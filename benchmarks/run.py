@@ -1,0 +1,198 @@
+"""Benchmark: what full fine-tuning and LoRA cost, in the pipeline's own training and evaluation
+code, against the common baseline of padding every feature to 384 tokens.
+
+    python -m benchmarks.run --model PATH_OR_HUB_ID --squad PATH --json OUT.json
+
+Every variant runs in its own process (so that its peak memory is its own) on the same real
+SQuAD features: the first `--examples` questions of `--squad` for training (one epoch) and the
+next `--eval-examples` for evaluation. Training goes through `squad_ft.training.train`, the
+Trainer run of the train stage, with params.yaml's settings; evaluation through
+`squad_ft.inference.predict_logits`, the evaluate stage's. Variants:
+
+- full, lora: the pipeline's settings (per-batch padding, length-grouped batches, params.yaml);
+- full-pad384, lora-pad384: what the common tutorials do: every feature padded to 384 tokens
+  (model.max_length),
+  shuffled batches, the model's own attention dropout, LoRA dropout 0.1;
+- full-checkpointing, lora-checkpointing: the pipeline's settings with train.gradient_checkpointing;
+- eval, eval-pad384: evaluation throughput, per-batch padding against padding to 384.
+
+Step time is the median over the epoch's optimizer steps (the same batches for full and LoRA);
+memory is the train stage's `peak_memory_mb` (CUDA: peak allocated; CPU: peak resident memory
+during training). It prints a table and writes the figures and ratios to `--json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+BASELINE_LORA_DROPOUT = 0.1
+TRAIN_VARIANTS = ("full", "lora", "full-pad384", "lora-pad384", "full-checkpointing", "lora-checkpointing")
+EVAL_VARIANTS = ("eval", "eval-pad384")
+
+
+def _features(args, params: dict, tokenizer, training: bool):
+    """Training features of the first `--examples` questions, or evaluation features of the next
+    `--eval-examples`, windowed with params.yaml's `model` settings."""
+    from squad_ft.data import load_examples
+    from squad_ft.features import tokenize
+
+    examples = load_examples(args.squad, args.examples + args.eval_examples)
+    rows = range(args.examples) if training else range(args.examples, len(examples))
+    window = params["model"]
+    return tokenize(examples.select(rows), tokenizer, window["max_length"], window["doc_stride"], training)
+
+
+def _pad(features, tokenizer, length: int):
+    """`features` with every sequence padded to `length` tokens (model.max_length, 384 by default)."""
+    return features.map(
+        lambda batch: tokenizer.pad({key: batch[key] for key in tokenizer.model_input_names if key in batch},
+                                    padding="max_length", max_length=length),
+        batched=True, desc=f"Padding to {length} tokens",
+    )
+
+
+class StepTimer(TrainerCallback):
+    """The wall time of every optimizer step."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self.start = 0.0
+
+    def on_step_begin(self, *args, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, *args, **kwargs):
+        self.times.append(time.perf_counter() - self.start)
+
+
+def measure_training(variant: str, args) -> dict:
+    """One training variant, in this process: one epoch through the train stage's code."""
+    from transformers import set_seed
+
+    from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer
+    from squad_ft.params import load_params
+    from squad_ft.training import train
+
+    params = load_params()
+    mode, _, setting = variant.partition("-")
+    hyper = {**params["train"], **params[mode], "epochs": args.epochs}
+    tokenizer = load_tokenizer(args.model)
+    features = _features(args, params, tokenizer, training=True)
+    attention_dropout = hyper["attention_dropout"]
+    lora = dict(params["lora"])
+    if setting == "pad384":
+        features = _pad(features, tokenizer, params["model"]["max_length"])
+        attention_dropout = None
+        lora["dropout"] = BASELINE_LORA_DROPOUT  # batches: length-grouping equal lengths is shuffling
+    hyper["gradient_checkpointing"] = setting == "checkpointing"
+    set_seed(hyper["seed"])
+    model = load_pretrained(args.model, attention_dropout)
+    if mode == "lora":
+        model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as scratch:
+        summary = train(model, tokenizer, features, hyper, hyper["seed"], Path(scratch, "model"),
+                        Path(scratch, "live"), Path(scratch, "checkpoints"), callbacks=(timer,))
+    tokens = sum(map(len, features["input_ids"]))
+    return {
+        "step_s": round(statistics.median(timer.times), 4),
+        "steps": len(timer.times),
+        "features": len(features),
+        "mean_tokens_per_feature": round(tokens / len(features), 1),
+        **{key: summary[key] for key in ("train_runtime_s", "train_features_per_s", "model_memory_mb",
+                                         "peak_memory_mb", "trainable_params", "device")},
+    }
+
+
+def measure_evaluation(variant: str, args) -> dict:
+    """One evaluation variant, in this process: the evaluate stage's prediction over the eval features."""
+    from squad_ft.inference import predict_logits
+    from squad_ft.modeling import load_pretrained, load_tokenizer
+    from squad_ft.params import load_params
+    from squad_ft.training import device_and_precision
+
+    params = load_params()
+    tokenizer = load_tokenizer(args.model)
+    features = _features(args, params, tokenizer, training=False)
+    if variant.endswith("pad384"):
+        features = _pad(features, tokenizer, params["model"]["max_length"])
+    model = load_pretrained(args.model)
+    start = time.perf_counter()
+    predict_logits(model, tokenizer, features, params["evaluate"]["batch_size"])
+    runtime = time.perf_counter() - start
+    return {"features": len(features), "eval_runtime_s": round(runtime, 2),
+            "eval_features_per_s": round(len(features) / runtime, 2), "device": device_and_precision()[0]}
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 3)
+
+
+def summarise(results: dict) -> dict:
+    """The headline ratios, from the per-variant figures."""
+    speedups = {mode: _ratio(results[mode]["train_features_per_s"], results[f"{mode}-pad384"]["train_features_per_s"])
+                for mode in ("full", "lora")}
+    checkpointing = {
+        mode: {"peak_memory": _ratio(results[f"{mode}-checkpointing"]["peak_memory_mb"], results[mode]["peak_memory_mb"]),
+               "step_time": _ratio(results[f"{mode}-checkpointing"]["step_s"], results[mode]["step_s"])}
+        for mode in ("full", "lora")
+    }
+    return {
+        "lora_vs_full_step_time": _ratio(results["lora"]["step_s"], results["full"]["step_s"]),
+        "lora_vs_full_peak_memory": _ratio(results["lora"]["peak_memory_mb"], results["full"]["peak_memory_mb"]),
+        "train_speedup_vs_pad384": min(speedups.values()),
+        "train_speedup_vs_pad384_by_mode": speedups,
+        "eval_speedup_vs_pad384": _ratio(results["eval"]["eval_features_per_s"],
+                                         results["eval-pad384"]["eval_features_per_s"]),
+        "gradient_checkpointing_vs_without": checkpointing,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="Hub id or local model directory")
+    parser.add_argument("--squad", required=True, help="SQuAD file or Hub dataset id (data.source's formats)")
+    parser.add_argument("--json", required=True, type=Path, help="where to write the figures")
+    parser.add_argument("--examples", type=int, default=400, help="training questions (one epoch)")
+    parser.add_argument("--eval-examples", type=int, default=400, help="evaluation questions")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--variants", nargs="+", default=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
+                        choices=[*TRAIN_VARIANTS, *EVAL_VARIANTS], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: measure one variant, print JSON
+    args = parser.parse_args()
+    if args.variant:
+        measure = measure_evaluation if args.variant in EVAL_VARIANTS else measure_training
+        print(json.dumps(measure(args.variant, args)))
+        return
+
+    import pandas as pd
+
+    results = {}
+    for variant in args.variants:
+        print(f"== {variant}", file=sys.stderr, flush=True)
+        command = [sys.executable, "-m", "benchmarks.run", *sys.argv[1:], "--variant", variant]
+        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+        results[variant] = json.loads(output.strip().splitlines()[-1])
+    report = {
+        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {results[args.variants[0]]['device']}",
+        **(summarise(results) if set(args.variants) == {*TRAIN_VARIANTS, *EVAL_VARIANTS} else {}),
+        "variants": results,
+    }
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(pd.DataFrame(results).T.drop(columns="device").to_markdown())
+    print(json.dumps({key: value for key, value in report.items() if key != "variants"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
