@@ -25,7 +25,12 @@ def load_model(path: str | Path, base_model: str | None = None):
 
 
 def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset, batch_size: int):
-    """Start and end logits for every feature, padded with -100 to the longest feature."""
+    """Start and end logits for every feature, padded with -100 to the longest feature.
+
+    Features are predicted longest first, so that each batch is padded only to its own longest
+    feature and barely at all (and a batch too large for memory fails at once), then put back in order.
+    """
+    longest_first = np.argsort([-len(ids) for ids in features["input_ids"]], kind="stable")
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(
             model=model,
@@ -33,8 +38,9 @@ def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
         )
-        start_logits, end_logits = trainer.predict(features).predictions
-    return np.asarray(start_logits), np.asarray(end_logits)
+        start_logits, end_logits = trainer.predict(features.select(longest_first)).predictions
+    in_order = np.argsort(longest_first)
+    return np.asarray(start_logits)[in_order], np.asarray(end_logits)[in_order]
 
 
 def answer_questions(
