@@ -167,10 +167,14 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=400, help="evaluation questions")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--variants", nargs="+", default=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
-                        choices=[*TRAIN_VARIANTS, *EVAL_VARIANTS], help=argparse.SUPPRESS)
+                        choices=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
+                        help="measure only these (the ratios need them all)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: measure one variant, print JSON
     args = parser.parse_args()
     if args.variant:
+        from squad_ft.stage import quiet_libraries
+
+        quiet_libraries()
         measure = measure_evaluation if args.variant in EVAL_VARIANTS else measure_training
         print(json.dumps(measure(args.variant, args)))
         return

@@ -81,6 +81,13 @@ def _interrupt(signum: int, _frame) -> None:
     raise Interrupted(signum)
 
 
+def quiet_libraries() -> None:
+    """Keep the lines that matter visible: no load-report tables (the new QA head is expected; the
+    train stage says so in one line) and no deprecation notices from inside the libraries."""
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main() with one-line endings instead of tracebacks.
 
@@ -90,10 +97,7 @@ def run_stage(main: Callable[[], None]) -> None:
     """
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
-    # Keep the lines that matter visible: no load-report tables (the new QA head is expected; the
-    # train stage says so in one line) and no deprecation notices from inside the libraries.
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    quiet_libraries()
     try:
         main()
     except UserError as err:

@@ -10,13 +10,6 @@ import shutil
 import sys
 from pathlib import Path
 
-# PyTorch's CPU tensors of 2 MB and more: 2 MB-aligned and backed by transparent huge pages. Read
-# once, at the first large allocation. Training allocates and frees large activations at every
-# step; with glibc's default heap, LoRA's many small saved tensors between them fragment it
-# and the resident memory grows far past what is in use (README, "Performance"). Set
-# THP_MEM_ALLOC_ENABLE=0 to turn it off.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
 import datasets
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
@@ -26,6 +19,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from dvclive import Live
 from squad_ft.errors import UserError
 from squad_ft.modeling import count_parameters
+
+# PyTorch's CPU tensors of 2 MB and more: 2 MB-aligned and backed by transparent huge pages.
+# PyTorch reads this once, at the first large allocation (none happens on import). Training
+# allocates and frees large activations at every step, and LoRA's many small saved tensors
+# between them fragment glibc's heap: resident memory grows past what is in use (README,
+# "Performance"). THP_MEM_ALLOC_ENABLE=0 turns it off.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 SUMMARY_FILE = "train_summary.json"  # written beside the weights by the train stage
 
@@ -84,8 +84,8 @@ def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArgum
         warmup_steps=float(hyper["warmup_fraction"]),
         lr_scheduler_type="linear",
         train_sampling_strategy="group_by_length",
-        gradient_checkpointing=hyper["gradient_checkpointing"],
-        gradient_checkpointing_kwargs={"use_reentrant": False},  # no input gradients needed (frozen embeddings)
+        activation_checkpointing=hyper["gradient_checkpointing"],  # transformers 5's name for it
+        activation_checkpointing_kwargs={"use_reentrant": False},  # needs no input gradients (frozen embeddings)
         logging_steps=hyper["logging_steps"],
         logging_first_step=True,
         save_strategy="steps",

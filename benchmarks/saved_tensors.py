@@ -1,0 +1,82 @@
+"""What the backward pass keeps: the activations saved by one training forward pass, per variant.
+
+    python -m benchmarks.saved_tensors --model PATH_OR_HUB_ID --squad PATH [--batch-size 16]
+
+A forward pass of the model in training mode on the longest `--batch-size` training features of
+the first 400 questions of `--squad` (windows of model.max_length), counting each tensor autograd
+saves for the backward pass once (parameters excluded). This is an accounting of memory that
+any allocator must hold at the end of the forward pass, not a timing: the benchmark is
+`benchmarks.run`.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+
+import pandas as pd
+import torch
+from transformers import DataCollatorWithPadding, set_seed
+
+from squad_ft.data import load_examples
+from squad_ft.features import tokenize
+from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer
+from squad_ft.params import load_params
+from squad_ft.stage import quiet_libraries
+
+VARIANTS = {  # name: (mode, attention dropout (None: the model's own), LoRA dropout)
+    "full, model's attention dropout": ("full", None, None),
+    "full": ("full", 0.0, None),
+    "lora, model's attention dropout": ("lora", None, 0.0),
+    "lora, dropout 0.1": ("lora", 0.0, 0.1),
+    "lora": ("lora", 0.0, 0.0),
+}
+
+
+def saved_megabytes(model: torch.nn.Module, batch: dict) -> tuple[float, float]:
+    """(all saved tensors, the attention-matrix-sized ones) in MiB after one forward pass."""
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, tuple[int, tuple]] = {}
+
+    def keep(tensor):
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer not in parameters:
+            storages[pointer] = (tensor.untyped_storage().nbytes(), tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        model(**batch)
+    batch_size, length = batch["input_ids"].shape
+    heads = model.config.num_attention_heads
+    square = sum(size for size, shape in storages.values()  # [batch, heads, T, T] or [batch x heads, T, T]
+                 if shape[-2:] == (length, length) and (len(shape) == 4 or shape[0] == batch_size * heads))
+    return sum(size for size, _ in storages.values()) / 2**20, square / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--squad", required=True)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    quiet_libraries()
+    params = load_params()
+    tokenizer = load_tokenizer(args.model)
+    window = params["model"]
+    features = tokenize(load_examples(args.squad, 400), tokenizer, window["max_length"], window["doc_stride"], True)
+    longest = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))[:args.batch_size]
+    batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")([features[i] for i in longest])
+    lora = params["lora"]
+    rows = collections.OrderedDict()
+    for name, (mode, attention_dropout, lora_dropout) in VARIANTS.items():
+        set_seed(0)
+        model = load_pretrained(args.model, attention_dropout)
+        if mode == "lora":
+            model = add_lora(model, lora["r"], lora["alpha"], lora_dropout, lora["target_modules"])
+        total, attention = saved_megabytes(model.train(), batch)
+        rows[name] = {"saved for backward (MB)": round(total), "of which attention matrices (MB)": round(attention)}
+    print(f"batch of {args.batch_size} x {batch['input_ids'].shape[1]} tokens, model {args.model}")
+    print(pd.DataFrame(rows).T.to_markdown())
+
+
+if __name__ == "__main__":
+    main()
