@@ -100,8 +100,8 @@ def test_gradient_checkpointing_changes_memory_not_results(tokenized, mode):
         assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-4), key
     for summary in summaries:  # the memory figures are the training phase's, on top of the loaded model
         assert 0 < summary["model_memory_mb"] <= summary["peak_memory_mb"]
-        trained = summary["train_features"] * summary["epochs"]
-        assert summary["train_features_per_s"] == pytest.approx(trained / summary["train_runtime_s"], rel=0.05)
+        trained, runtime = summary["train_features"] * summary["epochs"], summary["train_runtime_s"]
+        assert trained / (runtime + 0.05) <= summary["train_features_per_s"] <= trained / (runtime - 0.05)  # rounded
 
 
 def training_split(project) -> list[dict]:
