@@ -90,10 +90,10 @@ def measure_training(variant: str, args) -> dict:
     features = _features(args, params, tokenizer, training=True)
     attention_dropout = hyper["attention_dropout"]
     lora = dict(params["lora"])
-    if setting == "pad384":
+    if setting == "pad384":  # all of one length, length-grouped batches are shuffled batches
         features = _pad(features, tokenizer, params["model"]["max_length"])
         attention_dropout = None
-        lora["dropout"] = BASELINE_LORA_DROPOUT  # batches: length-grouping equal lengths is shuffling
+        lora["dropout"] = BASELINE_LORA_DROPOUT
     hyper["gradient_checkpointing"] = setting == "checkpointing"
     set_seed(hyper["seed"])
     model = load_pretrained(args.model, attention_dropout)

@@ -204,12 +204,13 @@ def train(
         callbacks=[SaveAtEpochEnd(), *callbacks],
     )
     resume = last_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
+    resumed_step = int(resume.name.rsplit("-", 1)[1]) if resume else 0
     if resume and is_main_process():
-        print(f"resuming from {resume} (step {resume.name.rsplit('-', 1)[1]})", flush=True)
+        print(f"resuming from {resume} (step {resumed_step})", flush=True)
     model_memory = start_memory_peak()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     peak_memory = peak_memory_mb()
-    steps_run = trainer.state.global_step - (int(resume.name.rsplit("-", 1)[1]) if resume else 0)
+    steps_run = trainer.state.global_step - resumed_step
     features_trained = len(features) * hyper["epochs"] * steps_run / trainer.state.global_step
     if is_main_process():  # under torchrun, the other processes write nothing
         trainer.model.save_pretrained(str(model_dir))  # safetensors only: no pickled training arguments
