@@ -9,6 +9,7 @@ from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
 from squad_ft.errors import UserError, first_line
+from squad_ft.fused_lora import FusedLoraLinear
 from squad_ft.hub import check_local, hub_reachable, unreachable_note
 
 QA_HEAD = "qa_outputs"
@@ -96,6 +97,7 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
         target_modules=target_modules,
         exclude_modules=[QA_HEAD],
     )
+    config._register_custom_module({torch.nn.Linear: FusedLoraLinear})
     return get_peft_model(model, config)
 
 

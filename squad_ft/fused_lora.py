@@ -1,0 +1,69 @@
+"""A LoRA linear layer whose adapter costs no elementwise passes over activations.
+
+peft computes `base(x) + lora_B(lora_A(x)) * scaling`: besides the two small matrix products it
+scales and adds a whole activation-sized tensor in the forward pass, scales it again in the
+backward pass, and adds the adapter's input gradient to the frozen layer's. On a CPU these
+passes over memory eat most of what freezing the base weights saves. Here the scaling and the
+sums go into the matrix products themselves (`addmm_`, accumulating in place); the arithmetic,
+the saved tensors and the trained parameters are peft's, and so is everything else: saving,
+loading, merging. Registered with peft's custom-module API (`LoraConfig._register_custom_module`)
+so a model trained with it saves an ordinary peft adapter.
+"""
+from __future__ import annotations
+
+import torch
+from peft.tuners.lora.layer import Linear as LoraLinear
+
+
+class _LoraLinearFunction(torch.autograd.Function):
+    """`x @ weight.T + bias + scaling * (x @ lora_a.T) @ lora_b.T` with `weight` and `bias` frozen."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float):
+        rows = x.reshape(-1, x.shape[-1])
+        hidden = rows @ lora_a.T
+        out = torch.nn.functional.linear(rows, weight, bias)
+        out.addmm_(hidden, lora_b.T, alpha=scaling)
+        ctx.save_for_backward(rows, hidden, weight, lora_a, lora_b)
+        ctx.scaling = scaling
+        ctx.input_shape = x.shape
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        rows, hidden, weight, lora_a, lora_b = ctx.saved_tensors
+        grad_rows = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_hidden = (grad_rows @ lora_b).mul_(ctx.scaling)
+        grad_lora_b = (grad_rows.T @ hidden).mul_(ctx.scaling)
+        grad_lora_a = grad_hidden.T @ rows
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad_rows @ weight).addmm_(grad_hidden, lora_a).view(ctx.input_shape)
+        return grad_x, None, None, grad_lora_a, grad_lora_b, None
+
+
+class FusedLoraLinear(LoraLinear):
+    """peft's LoRA `Linear`, with the fused path whenever it computes the same thing: one active
+    plain adapter, not merged, no adapter dropout, frozen base layer, no autocast. Anything else
+    (dropout, DoRA, several adapters, mixed batches, trainable bias, fp16 autocast) is peft's own
+    forward."""
+
+    def _fused_adapter(self, x: torch.Tensor, args, kwargs) -> str | None:
+        if args or kwargs or self.disable_adapters or self.merged or len(self.active_adapters) != 1:
+            return None
+        adapter = self.active_adapters[0]
+        base = self.get_base_layer()
+        frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
+        plain = (adapter in self.lora_A and adapter not in self.lora_variant
+                 and isinstance(self.lora_dropout[adapter], torch.nn.Identity))
+        same_dtype = x.dtype == base.weight.dtype == self.lora_A[adapter].weight.dtype
+        autocast = torch.is_autocast_enabled(x.device.type)
+        return adapter if frozen and plain and same_dtype and not autocast and not self.fan_in_fan_out else None
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        adapter = self._fused_adapter(x, args, kwargs)
+        if adapter is None:
+            return super().forward(x, *args, **kwargs)
+        base = self.get_base_layer()
+        return _LoraLinearFunction.apply(x, base.weight, base.bias, self.lora_A[adapter].weight,
+                                         self.lora_B[adapter].weight, self.scaling[adapter])

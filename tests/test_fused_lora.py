@@ -1,0 +1,113 @@
+"""The fused LoRA layer computes what peft's computes: the same loss, the same gradients."""
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, TaskType, get_peft_model
+from transformers import BertConfig, BertForQuestionAnswering, DistilBertConfig, DistilBertForQuestionAnswering
+
+from squad_ft import fused_lora
+from squad_ft.modeling import QA_HEAD, add_lora
+
+
+def tiny_distilbert():
+    torch.manual_seed(0)
+    return DistilBertForQuestionAnswering(DistilBertConfig(
+        vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64,
+        dropout=0.0, attention_dropout=0.0, qa_dropout=0.0))
+
+
+def tiny_bert():
+    torch.manual_seed(0)
+    return BertForQuestionAnswering(BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+
+def fused_and_peft(build, dropout=0.0):
+    """The same LoRA model twice: through `add_lora` (fused) and through plain peft, with non-zero
+    adapters (peft starts lora_B at zero, which would hide a wrong adapter path)."""
+    base = build()
+    fused = add_lora(copy.deepcopy(base), r=4, alpha=8, dropout=dropout, target_modules="all-linear")
+    plain = get_peft_model(copy.deepcopy(base), LoraConfig(
+        task_type=TaskType.QUESTION_ANS, r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear",
+        exclude_modules=[QA_HEAD]))
+    with torch.no_grad():
+        for parameter in fused.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.5 * torch.randn_like(parameter))
+    plain.load_state_dict(fused.state_dict())
+    return fused, plain
+
+
+def loss_and_gradients(model, seed=1):
+    torch.manual_seed(seed)
+    batch = {
+        "input_ids": torch.randint(0, 50, (3, 12)),
+        "attention_mask": torch.tensor([[1] * 12, [1] * 9 + [0] * 3, [1] * 5 + [0] * 7]),
+        "start_positions": torch.tensor([1, 4, 2]),
+        "end_positions": torch.tensor([3, 6, 2]),
+    }
+    model.train()
+    torch.manual_seed(seed)
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.detach(), {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """How many times the fused function ran."""
+    calls = []
+    original = fused_lora._LoraLinearFunction.apply
+
+    def counting(*args):
+        calls.append(args[0].shape)
+        return original(*args)
+
+    monkeypatch.setattr(fused_lora._LoraLinearFunction, "apply", counting)
+    return calls
+
+
+@pytest.mark.parametrize("build, adapted", [(tiny_distilbert, 6 * 2), (tiny_bert, 6 * 2)])
+def test_fused_layers_give_peft_loss_and_gradients(build, adapted, fused_calls):
+    fused, plain = fused_and_peft(build)
+    fused_loss, fused_grads = loss_and_gradients(fused)
+    assert len(fused_calls) == adapted  # every adapted layer of both blocks took the fused path
+    plain_loss, plain_grads = loss_and_gradients(plain)
+    assert len(fused_calls) == adapted  # plain peft never does
+    torch.testing.assert_close(fused_loss, plain_loss)
+    assert fused_grads.keys() == plain_grads.keys()
+    assert any("lora_A" in name for name in fused_grads) and any("lora_B" in name for name in fused_grads)
+    for name in fused_grads:
+        torch.testing.assert_close(fused_grads[name], plain_grads[name], rtol=1e-4, atol=1e-4, msg=name)  # float summation order differs
+    base_weights = [p for name, p in fused.named_parameters() if "base_layer" in name]
+    assert base_weights and all(p.grad is None for p in base_weights)
+
+
+def test_gradient_checkpointing_recomputes_through_the_fused_layers(fused_calls):
+    fused, plain = fused_and_peft(tiny_bert)
+    fused.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    fused_loss, fused_grads = loss_and_gradients(fused)
+    plain_loss, plain_grads = loss_and_gradients(plain)
+    assert len(fused_calls) == 2 * 12  # forward, and the recomputation in backward
+    torch.testing.assert_close(fused_loss, plain_loss)
+    for name in fused_grads:
+        torch.testing.assert_close(fused_grads[name], plain_grads[name], rtol=1e-4, atol=1e-4, msg=name)  # float summation order differs
+
+
+def test_adapter_dropout_takes_peft_own_path(fused_calls):
+    fused, plain = fused_and_peft(tiny_distilbert, dropout=0.3)
+    fused_loss, fused_grads = loss_and_gradients(fused)
+    plain_loss, plain_grads = loss_and_gradients(plain)
+    assert fused_calls == []
+    torch.testing.assert_close(fused_loss, plain_loss)  # same seed, same dropout masks
+
+
+def test_disabled_adapters_give_the_base_model(fused_calls):
+    fused, _ = fused_and_peft(tiny_distilbert)
+    base = tiny_distilbert()
+    inputs = {"input_ids": torch.tensor([[1, 5, 7, 9, 2]])}
+    with torch.no_grad(), fused.disable_adapter():
+        torch.testing.assert_close(fused(**inputs).start_logits, base(**inputs).start_logits)
+    assert fused_calls == []
