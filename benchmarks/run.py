@@ -79,7 +79,7 @@ def measure_training(variant: str, args) -> dict:
     """One training variant, in this process: one epoch through the train stage's code."""
     from transformers import set_seed
 
-    from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer
+    from squad_ft.modeling import build_model, load_tokenizer
     from squad_ft.params import load_params
     from squad_ft.training import train
 
@@ -96,9 +96,7 @@ def measure_training(variant: str, args) -> dict:
         lora["dropout"] = BASELINE_LORA_DROPOUT
     hyper["gradient_checkpointing"] = setting == "checkpointing"
     set_seed(hyper["seed"])
-    model = load_pretrained(args.model, attention_dropout)
-    if mode == "lora":
-        model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])
+    model = build_model(args.model, mode, attention_dropout, lora)
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as scratch:
         summary = train(model, tokenizer, features, hyper, hyper["seed"], Path(scratch, "model"),

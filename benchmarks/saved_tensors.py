@@ -19,7 +19,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from squad_ft.data import load_examples
 from squad_ft.features import tokenize
-from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer
+from squad_ft.modeling import build_model, load_tokenizer
 from squad_ft.params import load_params
 from squad_ft.stage import quiet_libraries
 
@@ -65,13 +65,10 @@ def main() -> None:
     features = tokenize(load_examples(args.squad, 400), tokenizer, window["max_length"], window["doc_stride"], True)
     longest = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))[:args.batch_size]
     batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")([features[i] for i in longest])
-    lora = params["lora"]
     rows = collections.OrderedDict()
     for name, (mode, attention_dropout, lora_dropout) in VARIANTS.items():
         set_seed(0)
-        model = load_pretrained(args.model, attention_dropout)
-        if mode == "lora":
-            model = add_lora(model, lora["r"], lora["alpha"], lora_dropout, lora["target_modules"])
+        model = build_model(args.model, mode, attention_dropout, {**params["lora"], "dropout": lora_dropout})
         total, attention = saved_megabytes(model.train(), batch)
         rows[name] = {"saved for backward (MB)": round(total), "of which attention matrices (MB)": round(attention)}
     print(f"batch of {args.batch_size} x {batch['input_ids'].shape[1]} tokens, model {args.model}")

@@ -101,6 +101,15 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
     return get_peft_model(model, config)
 
 
+def build_model(name: str, mode: str, attention_dropout: float | None, lora: dict) -> torch.nn.Module:
+    """What a training run of `mode` ("full" or "lora") starts from: the pre-trained encoder with a
+    new QA head (`load_pretrained`), wrapped with adapters of params.yaml's `lora` section for LoRA."""
+    model = load_pretrained(name, attention_dropout)
+    if mode == "lora":
+        model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])
+    return model
+
+
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     parameters = list(model.parameters())

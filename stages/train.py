@@ -9,7 +9,7 @@ from pathlib import Path
 import datasets
 from transformers import set_seed
 
-from squad_ft.modeling import add_lora, load_pretrained, load_tokenizer, record_base_model
+from squad_ft.modeling import build_model, load_tokenizer, record_base_model
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, relaunch_under_torchrun, run_stage, stage_arguments, write_json
 from squad_ft.training import SUMMARY_FILE, is_main_process, run_key, train, world_size
@@ -27,11 +27,8 @@ def main() -> None:
     features = datasets.load_from_disk(str(paths.features))
     set_seed(params["train"]["seed"])  # before the QA head and LoRA weights are initialised
     tokenizer = load_tokenizer(str(params["model"]["name"]))
-    model = load_pretrained(str(params["model"]["name"]), params["train"]["attention_dropout"])
+    model = build_model(str(params["model"]["name"]), paths.mode, params["train"]["attention_dropout"], params["lora"])
     print(f"{params['model']['name']}: pre-trained encoder, new span-prediction head (trained from scratch)")
-    if paths.mode == "lora":
-        lora = params["lora"]
-        model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])
     # keyed by the run's params, features and code: a checkpoint of other settings is never resumed
     key = run_key(paths.mode, params, paths.features, CODE_DIRS)
     checkpoints = paths.checkpoints / f"{paths.mode}-{key}"
