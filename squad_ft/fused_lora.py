@@ -45,8 +45,8 @@ class _LoraLinearFunction(torch.autograd.Function):
 class FusedLoraLinear(LoraLinear):
     """peft's LoRA `Linear`, with the fused path whenever it computes the same thing: one active
     plain adapter, not merged, no adapter dropout, frozen base layer, no autocast. Anything else
-    (dropout, DoRA, several adapters, mixed batches, trainable bias, fp16 autocast) is peft's own
-    forward."""
+    (dropout, DoRA, several adapters, mixed batches, trainable bias, mixed-precision autocast as
+    on a GPU) is peft's own forward."""
 
     def _fused_adapter(self, x: torch.Tensor, args, kwargs) -> str | None:
         if args or kwargs or self.disable_adapters or self.merged or len(self.active_adapters) != 1:
