@@ -26,6 +26,14 @@ def _flag(value) -> bool:
     return isinstance(value, bool)
 
 
+def _positive(value) -> bool:
+    return _number(value) and value > 0
+
+
+def _positive_integer(value) -> bool:
+    return _integer(value) and value > 0
+
+
 def _optional_number(value) -> bool:
     return value is None or _number(value)
 
@@ -41,17 +49,18 @@ def _names(value) -> bool:
 KINDS = {  # checker -> what the error says the value must be
     _integer: "an integer", _number: "a number", _text: "a non-empty string",
     _count: "an integer, null or all", _flag: "true or false", _optional_number: "a number or null",
-    _names: "a string or a list of strings",
+    _names: "a string or a list of strings", _positive: "a positive number", _positive_integer: "a positive integer",
 }
 SCHEMA = {
     "data": {"source": _text, "n_examples": _count, "test_size": _number, "seed": _integer},
     "heldout": {"source": _text, "split": _text, "n_examples": _count},
     "model": {"name": _text, "max_length": _integer, "doc_stride": _integer, "num_proc": _integer},
-    "train": {"batch_size": _integer, "warmup_fraction": _number, "weight_decay": _number,
-              "logging_steps": _integer, "checkpoint_steps": _integer, "nproc": _integer, "seed": _integer,
+    "train": {"batch_size": _positive_integer, "warmup_fraction": _number, "weight_decay": _number,
+              "logging_steps": _positive_integer, "checkpoint_steps": _positive_integer, "nproc": _positive_integer,
+              "seed": _integer,
               "attention_dropout": _optional_number, "gradient_checkpointing": _flag},
-    "full": {"epochs": _number, "learning_rate": _number},
-    "lora": {"epochs": _number, "learning_rate": _number, "r": _integer, "alpha": _number, "dropout": _number,
+    "full": {"epochs": _positive, "learning_rate": _positive},
+    "lora": {"epochs": _positive, "learning_rate": _positive, "r": _integer, "alpha": _number, "dropout": _number,
              "target_modules": _names},
     "evaluate": {"batch_size": _integer, "n_best": _integer, "max_answer_length": _integer},
     "bootstrap": {"resamples": _integer, "seed": _integer, "confidence": _number},
@@ -79,7 +88,7 @@ def check_params(params, path: str | Path = PARAMS_FILE) -> dict:
         for key, check in keys.items():
             if key not in values:
                 raise UserError(f"{path}: {section}.{key} is missing")
-            if check in (_number, _optional_number):
+            if check in (_number, _optional_number, _positive):
                 values[key] = _as_number(values[key])
             if check is _count and values[key] == "all":
                 values[key] = None

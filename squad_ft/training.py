@@ -63,9 +63,6 @@ def trainer_arguments(output_dir: str, **kwargs) -> TrainingArguments:
 
 def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArguments:
     """TrainingArguments from the shared `train` params merged with one mode's (`full` or `lora`)."""
-    for key in ("epochs", "learning_rate", "batch_size", "checkpoint_steps", "nproc"):
-        if not hyper[key] > 0:
-            raise UserError(f"{key} must be positive, got {hyper[key]!r}")
     if not 0 <= hyper["warmup_fraction"] < 1:
         raise UserError(f"train.warmup_fraction must be in [0, 1), got {hyper['warmup_fraction']!r}")
     processes = world_size()
