@@ -22,9 +22,9 @@ from squad_ft.modeling import count_parameters
 
 # PyTorch's CPU tensors of 2 MB and more: 2 MB-aligned and backed by transparent huge pages.
 # PyTorch reads this once, at the first large allocation (none happens on import). Training
-# allocates and frees large activations at every step, and LoRA's many small saved tensors
-# between them fragment glibc's heap: resident memory grows past what is in use (README,
-# "Performance"). THP_MEM_ALLOC_ENABLE=0 turns it off.
+# allocates and frees large activations of ever-different sizes at every step, which fragments
+# glibc's heap: resident memory grows past what is in use (README, "Performance").
+# THP_MEM_ALLOC_ENABLE=0 turns it off.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 SUMMARY_FILE = "train_summary.json"  # written beside the weights by the train stage

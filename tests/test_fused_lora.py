@@ -1,27 +1,18 @@
 """The fused LoRA layer computes what peft's computes: the same loss, the same gradients."""
 import copy
+from functools import partial
 
 import pytest
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
-from transformers import BertConfig, BertForQuestionAnswering, DistilBertConfig, DistilBertForQuestionAnswering
 
 from squad_ft import fused_lora
 from squad_ft.modeling import QA_HEAD, add_lora
+from test_modeling import tiny_bert, tiny_distilbert
 
-
-def tiny_distilbert():
-    torch.manual_seed(0)
-    return DistilBertForQuestionAnswering(DistilBertConfig(
-        vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64,
-        dropout=0.0, attention_dropout=0.0, qa_dropout=0.0))
-
-
-def tiny_bert():
-    torch.manual_seed(0)
-    return BertForQuestionAnswering(BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+# without dropout, so that two forward passes can be compared exactly
+tiny_distilbert = partial(tiny_distilbert, dropout=0.0, attention_dropout=0.0, qa_dropout=0.0)
+tiny_bert = partial(tiny_bert, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 def fused_and_peft(build, dropout=0.0):

@@ -13,17 +13,19 @@ from squad_ft.modeling import add_lora, count_parameters, linear_module_names, l
 from squad_ft.errors import UserError
 
 
-def tiny_distilbert():
+def tiny_distilbert(**config):
+    """A 2-layer DistilBERT QA model, seeded; `config` overrides its settings (e.g. dropouts)."""
     torch.manual_seed(0)
-    return DistilBertForQuestionAnswering(
-        DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64))
+    return DistilBertForQuestionAnswering(DistilBertConfig(
+        vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, **config))
 
 
-def tiny_bert():
+def tiny_bert(**config):
+    """A 2-layer BERT QA model, seeded; `config` overrides its settings (e.g. dropouts)."""
     torch.manual_seed(0)
     return BertForQuestionAnswering(BertConfig(
         vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64))
+        max_position_embeddings=64, **config))
 
 
 def lora_size(model, r, names=None):
