@@ -8,23 +8,32 @@ sums go into the matrix products themselves (`addmm_`, accumulating in place); t
 the saved tensors and the trained parameters are peft's, and so is everything else: saving,
 loading, merging. Registered with peft's custom-module API (`LoraConfig._register_custom_module`)
 so a model trained with it saves an ordinary peft adapter.
+
+A fused layer fed by an exact GELU (`keep_gelu_inputs`) also saves less: it saves the GELU's
+input, which GELU's own backward keeps anyway, instead of its output, and recomputes the output
+in the backward pass. One GELU per layer and step buys back a tokens x feed-forward-width tensor
+per layer, a fifth of the activations a training step keeps.
 """
 from __future__ import annotations
 
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
+from transformers.activations import GELUActivation
+
+GELU_INPUT = "_gelu_input"  # on a GELU output: (its input, the output's version when computed)
 
 
 class _LoraLinearFunction(torch.autograd.Function):
     """`x @ weight.T + bias + scaling * (x @ lora_a.T) @ lora_b.T` with `weight` and `bias` frozen."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float):
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, gelu_input: torch.Tensor | None):
         rows = x.reshape(-1, x.shape[-1])
         hidden = rows @ lora_a.T
         out = torch.nn.functional.linear(rows, weight, bias)
         out.addmm_(hidden, lora_b.T, alpha=scaling)
-        ctx.save_for_backward(rows, hidden, weight, lora_a, lora_b)
+        ctx.save_for_backward(rows if gelu_input is None else gelu_input, hidden, weight, lora_a, lora_b)
+        ctx.recompute_gelu = gelu_input is not None
         ctx.scaling = scaling
         ctx.input_shape = x.shape
         return out.view(*x.shape[:-1], out.shape[-1])
@@ -32,6 +41,8 @@ class _LoraLinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         rows, hidden, weight, lora_a, lora_b = ctx.saved_tensors
+        if ctx.recompute_gelu:
+            rows = torch.nn.functional.gelu(rows).reshape(-1, ctx.input_shape[-1])
         grad_rows = grad_out.reshape(-1, grad_out.shape[-1])
         grad_hidden = (grad_rows @ lora_b).mul_(ctx.scaling)
         grad_lora_b = (grad_rows.T @ hidden).mul_(ctx.scaling)
@@ -39,7 +50,34 @@ class _LoraLinearFunction(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = (grad_rows @ weight).addmm_(grad_hidden, lora_a).view(ctx.input_shape)
-        return grad_x, None, None, grad_lora_a, grad_lora_b, None
+        return grad_x, None, None, grad_lora_a, grad_lora_b, None, None
+
+
+class GeluKeepingInput(torch.nn.Module):
+    """Exact GELU whose output remembers its input, for a fused LoRA layer it feeds to save instead."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.nn.functional.gelu(x)
+        setattr(out, GELU_INPUT, (x, out._version))
+        return out
+
+
+def keep_gelu_inputs(model: torch.nn.Module) -> None:
+    """Replace `model`'s exact-GELU activation modules with `GeluKeepingInput`."""
+    exact = [
+        name for name, module in model.named_modules()
+        if (type(module) is GELUActivation and module.act is torch.nn.functional.gelu)
+        or (type(module) is torch.nn.GELU and module.approximate == "none")
+    ]
+    for name in exact:
+        parent, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(parent), attribute, GeluKeepingInput())
+
+
+def _gelu_input(x: torch.Tensor) -> torch.Tensor | None:
+    """The input of the GELU that computed `x`, if `x` is a `GeluKeepingInput` output not changed since."""
+    source, version = getattr(x, GELU_INPUT, (None, None))
+    return source if version == x._version else None
 
 
 class FusedLoraLinear(LoraLinear):
@@ -66,4 +104,4 @@ class FusedLoraLinear(LoraLinear):
             return super().forward(x, *args, **kwargs)
         base = self.get_base_layer()
         return _LoraLinearFunction.apply(x, base.weight, base.bias, self.lora_A[adapter].weight,
-                                         self.lora_B[adapter].weight, self.scaling[adapter])
+                                         self.lora_B[adapter].weight, self.scaling[adapter], _gelu_input(x))

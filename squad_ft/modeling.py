@@ -9,7 +9,7 @@ from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
 from squad_ft.errors import UserError, first_line
-from squad_ft.fused_lora import FusedLoraLinear
+from squad_ft.fused_lora import FusedLoraLinear, keep_gelu_inputs
 from squad_ft.hub import check_local, hub_reachable, unreachable_note
 
 QA_HEAD = "qa_outputs"
@@ -73,7 +73,8 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
 
     `target_modules` is "all-linear" (every linear layer of the encoder) or a list of module
     names; names are checked against the model, since they differ by architecture
-    (DistilBERT: q_lin, v_lin, ...; BERT: query, value, ...).
+    (DistilBERT: q_lin, v_lin, ...; BERT: query, value, ...). Adapted layers compute through
+    `FusedLoraLinear`; those fed by a GELU save its input rather than its output (`keep_gelu_inputs`).
     """
     if not isinstance(r, int) or r <= 0:
         raise UserError(f"lora.r must be a positive integer, got {r!r}")
@@ -98,7 +99,9 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
         exclude_modules=[QA_HEAD],
     )
     config._register_custom_module({torch.nn.Linear: FusedLoraLinear})
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    keep_gelu_inputs(model)
+    return model
 
 
 def build_model(name: str, mode: str, attention_dropout: float | None, lora: dict) -> torch.nn.Module:

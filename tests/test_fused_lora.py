@@ -6,7 +6,8 @@ import pytest
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
-from squad_ft import fused_lora
+from benchmarks.saved_tensors import saved_megabytes
+from squad_ft import fused_lora, modeling
 from squad_ft.modeling import QA_HEAD, add_lora
 from test_modeling import tiny_bert, tiny_distilbert
 
@@ -31,14 +32,19 @@ def fused_and_peft(build, dropout=0.0):
     return fused, plain
 
 
-def loss_and_gradients(model, seed=1):
+def a_batch(seed=1):
+    """Three sequences of 12 tokens, two of them padded, with answer spans."""
     torch.manual_seed(seed)
-    batch = {
+    return {
         "input_ids": torch.randint(0, 50, (3, 12)),
         "attention_mask": torch.tensor([[1] * 12, [1] * 9 + [0] * 3, [1] * 5 + [0] * 7]),
         "start_positions": torch.tensor([1, 4, 2]),
         "end_positions": torch.tensor([3, 6, 2]),
     }
+
+
+def loss_and_gradients(model, seed=1):
+    batch = a_batch(seed)
     model.train()
     torch.manual_seed(seed)
     loss = model(**batch).loss
@@ -48,12 +54,12 @@ def loss_and_gradients(model, seed=1):
 
 @pytest.fixture
 def fused_calls(monkeypatch):
-    """How many times the fused function ran."""
+    """The fused function's calls: whether each was given the input of the GELU that fed it."""
     calls = []
     original = fused_lora._LoraLinearFunction.apply
 
     def counting(*args):
-        calls.append(args[0].shape)
+        calls.append(args[-1] is not None)
         return original(*args)
 
     monkeypatch.setattr(fused_lora._LoraLinearFunction, "apply", counting)
@@ -65,6 +71,7 @@ def test_fused_layers_give_peft_loss_and_gradients(build, adapted, fused_calls):
     fused, plain = fused_and_peft(build)
     fused_loss, fused_grads = loss_and_gradients(fused)
     assert len(fused_calls) == adapted  # every adapted layer of both blocks took the fused path
+    assert sum(fused_calls) == 2  # each block's feed-forward output layer saved the GELU's input
     plain_loss, plain_grads = loss_and_gradients(plain)
     assert len(fused_calls) == adapted  # plain peft never does
     torch.testing.assert_close(fused_loss, plain_loss)
@@ -102,3 +109,22 @@ def test_disabled_adapters_give_the_base_model(fused_calls):
     with torch.no_grad(), fused.disable_adapter():
         torch.testing.assert_close(fused(**inputs).start_logits, base(**inputs).start_logits)
     assert fused_calls == []
+
+
+def test_layers_fed_by_gelu_save_its_input_instead_of_its_output(monkeypatch):
+    batch = {key: value for key, value in a_batch().items() if key in ("input_ids", "attention_mask")}
+    keeping = add_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+    monkeypatch.setattr(modeling, "keep_gelu_inputs", lambda model: None)
+    not_keeping = add_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+    saved_keeping, _ = saved_megabytes(keeping.train(), batch)
+    saved_not_keeping, _ = saved_megabytes(not_keeping.train(), batch)
+    gelu_outputs = 2 * 3 * 12 * 64 * 4  # blocks x batch x tokens x feed-forward width x 4 bytes
+    assert (saved_not_keeping - saved_keeping) * 2**20 == pytest.approx(gelu_outputs)
+
+
+def test_a_gelu_output_changed_in_place_is_saved_itself():
+    gelu_input = torch.randn(4, 8, requires_grad=True)
+    output = fused_lora.GeluKeepingInput()(gelu_input)
+    assert fused_lora._gelu_input(output) is gelu_input
+    output.mul_(2)  # no longer GELU(input): the layer it feeds must save it
+    assert fused_lora._gelu_input(output) is None
