@@ -21,6 +21,7 @@ from peft.tuners.lora.layer import Linear as LoraLinear
 from transformers.activations import GELUActivation
 
 GELU_INPUT = "_gelu_input"  # on a GELU output: (its input, the output's version when computed)
+GELU_BLOCK_ROWS = 512  # rows of a recomputed GELU output at a time: a block stays in the CPU's cache
 
 
 class _LoraLinearFunction(torch.autograd.Function):
@@ -41,16 +42,27 @@ class _LoraLinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         rows, hidden, weight, lora_a, lora_b = ctx.saved_tensors
-        if ctx.recompute_gelu:
-            rows = torch.nn.functional.gelu(rows).reshape(-1, ctx.input_shape[-1])
         grad_rows = grad_out.reshape(-1, grad_out.shape[-1])
         grad_hidden = (grad_rows @ lora_b).mul_(ctx.scaling)
         grad_lora_b = (grad_rows.T @ hidden).mul_(ctx.scaling)
-        grad_lora_a = grad_hidden.T @ rows
+        if ctx.recompute_gelu:
+            grad_lora_a = _times_gelu(grad_hidden.T, rows.reshape(-1, rows.shape[-1]))
+        else:
+            grad_lora_a = grad_hidden.T @ rows
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = (grad_rows @ weight).addmm_(grad_hidden, lora_a).view(ctx.input_shape)
         return grad_x, None, None, grad_lora_a, grad_lora_b, None, None
+
+
+def _times_gelu(left: torch.Tensor, gelu_input: torch.Tensor) -> torch.Tensor:
+    """`left @ gelu(gelu_input)`, recomputing the GELU a block of rows at a time: no output-sized
+    tensor is written to memory and read back."""
+    product = left.new_zeros(left.shape[0], gelu_input.shape[1])
+    for start in range(0, gelu_input.shape[0], GELU_BLOCK_ROWS):
+        block = slice(start, start + GELU_BLOCK_ROWS)
+        product.addmm_(left[:, block], torch.nn.functional.gelu(gelu_input[block]))
+    return product
 
 
 class GeluKeepingInput(torch.nn.Module):

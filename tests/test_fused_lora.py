@@ -66,8 +66,10 @@ def fused_calls(monkeypatch):
     return calls
 
 
+@pytest.mark.parametrize("gelu_block_rows", [512, 5])  # the batch's 36 rows in one block, and in 8
 @pytest.mark.parametrize("build, adapted", [(tiny_distilbert, 6 * 2), (tiny_bert, 6 * 2)])
-def test_fused_layers_give_peft_loss_and_gradients(build, adapted, fused_calls):
+def test_fused_layers_give_peft_loss_and_gradients(build, adapted, gelu_block_rows, fused_calls, monkeypatch):
+    monkeypatch.setattr(fused_lora, "GELU_BLOCK_ROWS", gelu_block_rows)
     fused, plain = fused_and_peft(build)
     fused_loss, fused_grads = loss_and_gradients(fused)
     assert len(fused_calls) == adapted  # every adapted layer of both blocks took the fused path
