@@ -204,6 +204,7 @@ def test_two_processes_under_torchrun_train_like_one(repo):
         assert (one["world_size"], two["world_size"]) == (1, 2)
         assert two["initial_loss"] == pytest.approx(one["initial_loss"], rel=0.05)  # the same initialisation
         assert two["final_loss"] == pytest.approx(one["final_loss"], rel=0.1)  # the same global batch of 8
-        assert abs(two["f1"] - one["f1"]) <= 25  # 8 test questions: within noise
+        # No comparison of scores: the tiny model ends near its initial loss, and its F1 on 8
+        # test questions moved 100 -> 50 in a CI run whose final losses agreed to 0.05%.
     assert len(list((repo / "models/trained/lora").glob("adapter_model.safetensors"))) == 1
     assert not list(repo.glob("models/.*.tmp")) and not list(repo.glob(".checkpoints/*"))
