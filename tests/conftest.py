@@ -9,7 +9,9 @@ from helpers import SHARED_SQUAD, make_examples, run_stage, tiny_params, write_j
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer DistilBERT encoder (hidden 32, no QA head) with a word-level vocabulary."""
+    """A randomly initialised 2-layer DistilBERT encoder (hidden 32, no QA head) with a word-level vocabulary,
+    the same in every test session (seeded)."""
+    import torch
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
     path = tmp_path_factory.mktemp("tiny-distilbert")
@@ -24,6 +26,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     config = DistilBertConfig(
         vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
     )
+    torch.manual_seed(0)
     DistilBertModel(config).save_pretrained(path)  # like a pre-trained encoder: the QA head is new
     return path
 
