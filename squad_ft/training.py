@@ -14,6 +14,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dvclive import Live
@@ -28,6 +29,7 @@ from squad_ft.modeling import count_parameters
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 SUMMARY_FILE = "train_summary.json"  # written beside the weights by the train stage
+ORDER_STATE_FILE = "batch_order_rng_state_{rank}.pth"  # in each checkpoint, beside the Trainer's RNG states
 
 
 def world_size() -> int:
@@ -92,12 +94,69 @@ def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArgum
     )
 
 
-class SaveAtEpochEnd(TrainerCallback):
-    """Checkpoint at the end of every epoch too, besides every `train.checkpoint_steps` steps."""
+class LogWhenSaving(TrainerCallback):
+    """Log the loss at every checkpoint's step too: a resumed run starts with no loss accumulated
+    since the last log, so a checkpoint must hold none, or the resumed run logs other averages."""
 
-    def on_epoch_end(self, args, state, control, **kwargs):
-        control.should_save = True
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:  # set by the Trainer's own flow callback, which runs first
+            control.should_log = True
         return control
+
+
+class ReplayableBatchOrder(LengthGroupedSampler):
+    """The Trainer's length-grouped batch order, which also records the random state each epoch's
+    order is drawn from, and draws from a recorded state again when asked.
+
+    The order is drawn from the global generator as the Trainer's own sampler draws it, so a run
+    never interrupted trains exactly as before. A run resumed mid-epoch needs that epoch's order
+    again, but the Trainer restores a checkpoint's random state only after the resumed epoch's
+    order is drawn (that state is the one at the checkpoint, not at the epoch's start).
+    """
+
+    def __init__(self, sampler: LengthGroupedSampler, replay: dict[int, torch.Tensor]):
+        super().__init__(sampler.batch_size, lengths=sampler.lengths)
+        self.epoch, self.replay, self.drawn_from = 0, dict(replay), {}
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before each epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        state = self.replay.pop(self.epoch, None)
+        if state is None:
+            self.generator, state = None, torch.get_rng_state()
+        else:
+            self.generator = torch.Generator()
+            self.generator.set_state(state)
+        self.drawn_from = {self.epoch: state}
+        return super().__iter__()
+
+
+class ResumableTrainer(Trainer):
+    """The Trainer, whose checkpoints also hold the random state of the epoch's batch order, so that
+    a run resumed from any checkpoint, mid-epoch included, trains exactly as an uninterrupted one.
+
+    Relies on two non-public Trainer methods, `_get_train_sampler` and `_save_rng_state` (docs/pipeline.md).
+    """
+
+    def __init__(self, *args, resume_from: Path | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.order, self.resume_from = None, resume_from
+
+    def _order_file(self, checkpoint: Path | str) -> Path:
+        return Path(checkpoint) / ORDER_STATE_FILE.format(rank=self.args.process_index)
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if not isinstance(sampler, LengthGroupedSampler):
+            return sampler
+        replay = torch.load(self._order_file(self.resume_from)) if self.resume_from else {}
+        self.order = ReplayableBatchOrder(sampler, replay)
+        return self.order
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        torch.save(self.order.drawn_from if self.order else {}, self._order_file(output_dir))
 
 
 def run_key(mode: str, params: dict, features_dir: Path, code_dirs: tuple[Path, ...]) -> str:
@@ -192,16 +251,17 @@ def train(
     the main one writes (`model_dir` and `live_dir` may be None in the others).
     """
     trainable, total = count_parameters(model)
-    trainer = Trainer(
+    resume = last_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
+    resumed_step = int(resume.name.rsplit("-", 1)[1]) if resume else 0
+    trainer = ResumableTrainer(
         model=model,
         args=training_arguments(str(checkpoint_dir), hyper, seed),
         data_collator=DataCollatorWithPadding(tokenizer),
         train_dataset=features,
         processing_class=tokenizer,
-        callbacks=[SaveAtEpochEnd(), *callbacks],
+        callbacks=[LogWhenSaving(), *callbacks],
+        resume_from=resume,
     )
-    resume = last_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
-    resumed_step = int(resume.name.rsplit("-", 1)[1]) if resume else 0
     if resume and is_main_process():
         print(f"resuming from {resume} (step {resumed_step})", flush=True)
     model_memory = start_memory_peak()

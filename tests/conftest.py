@@ -20,8 +20,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         words.update((ex["context"] + " " + ex["question"]).lower().replace("?", " ?").split())
     chars = sorted({c for w in words for c in w})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words), *chars, *(f"##{c}" for c in chars)]
-    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = DistilBertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=128)
+    # transformers 5 ignores `vocab_file` here (every word would be [UNK]): pass the vocabulary itself
+    tokenizer = DistilBertTokenizerFast(vocab={word: i for i, word in enumerate(dict.fromkeys(vocab))}, model_max_length=128)
+    assert tokenizer.unk_token_id not in tokenizer(make_examples(1)[0]["question"])["input_ids"]
     tokenizer.save_pretrained(path)
     config = DistilBertConfig(
         vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128

@@ -43,10 +43,11 @@ def checkpoints(project: Path) -> list[Path]:
 
 @pytest.fixture
 def long_training(tokenized):
-    """A tiny-model LoRA training of 160 steps (about 10 s), checkpointed every 16."""
+    """Tiny-model trainings of 160 steps (about 10 s each), 8 steps an epoch, checkpointed every 16."""
     assert run_stage("tokenize", cwd=tokenized).returncode == 0
     set_params(tokenized, "train", batch_size=2, checkpoint_steps=16)
     set_params(tokenized, "lora", epochs=20)
+    set_params(tokenized, "full", epochs=20)
     return tokenized
 
 
@@ -63,33 +64,54 @@ def test_a_signal_ends_the_stage_with_one_line_and_no_partial_output(long_traini
         assert not [path for path in (long_training / output).rglob("*") if path.is_file() or ".tmp" in path.name]
 
 
-def test_a_killed_training_resumes_and_ends_identical(long_training):
+def without_timestamps(loss_log: Path) -> list[list[str]]:
+    """dvclive's loss.tsv rows (timestamp, step, loss) without the timestamp."""
+    return [line.split("\t")[1:] for line in loss_log.read_text().splitlines()]
+
+
+def mid_epoch_checkpoint(project: Path) -> int | None:
+    """The step of a complete checkpoint inside an epoch after the first, if there is one."""
+    for state_file in checkpoints(project):
+        try:
+            epoch = json.loads(state_file.read_text())["epoch"]
+        except (OSError, ValueError):  # being written
+            continue
+        if epoch > 1 and epoch % 1:
+            return int(state_file.parent.name.split("-")[1])
+    return None
+
+
+@pytest.mark.parametrize("mode, weights", [("full", "model.safetensors"), ("lora", "adapter_model.safetensors")])
+def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, mode, weights):
+    """Checkpoints every 6 steps of 8-step epochs, losses logged every 2: the kill lands after one
+    inside an epoch after the first (whose batch order was drawn before the checkpoint), between
+    two logging steps."""
     project = long_training
-    reference = run_stage("train@lora", cwd=project)
+    set_params(project, "train", checkpoint_steps=3)
+    reference = run_stage(f"train@{mode}", cwd=project)
     assert reference.returncode == 0, reference.stderr
     assert "resuming" not in reference.stdout
-    expected_weights = (project / "models/trained/lora/adapter_model.safetensors").read_bytes()
-    expected_summary = json.loads((project / "models/trained/lora/train_summary.json").read_text())
-    expected_loss = (project / "dvclive/lora/plots/metrics/loss.tsv").read_text()
+    expected_weights = (project / f"models/trained/{mode}/{weights}").read_bytes()
+    expected_summary = json.loads((project / f"models/trained/{mode}/train_summary.json").read_text())
+    expected_log = without_timestamps(project / f"dvclive/{mode}/plots/metrics/loss.tsv")
     assert not list(project.glob(".checkpoints/*")), "checkpoints are removed when the stage finishes"
 
-    shutil.rmtree(project / "models/trained/lora")  # as dvc repro removes a stage's outputs before running it
-    process = start_stage("train@lora", project)
-    wait_for(lambda: checkpoints(project))
+    shutil.rmtree(project / f"models/trained/{mode}")  # as dvc repro removes a stage's outputs before running it
+    process = start_stage(f"train@{mode}", project)
+    wait_for(lambda: mid_epoch_checkpoint(project))
     process.kill()  # SIGKILL: nothing can clean up
     process.wait(timeout=30)
     [killed_at] = {int(path.parent.name.split("-")[1]) for path in checkpoints(project)}
+    assert killed_at % 8 and 8 < killed_at < 160, killed_at  # inside an epoch after the first
 
-    resumed = run_stage("train@lora", cwd=project)
+    resumed = run_stage(f"train@{mode}", cwd=project)
     assert resumed.returncode == 0, resumed.stderr
     assert f"(step {killed_at})" in resumed.stdout  # resumed: only the remaining steps ran
-    assert 0 < killed_at < 160
-    assert (project / "models/trained/lora/adapter_model.safetensors").read_bytes() == expected_weights
-    summary = json.loads((project / "models/trained/lora/train_summary.json").read_text())
+    assert (project / f"models/trained/{mode}/{weights}").read_bytes() == expected_weights
+    summary = json.loads((project / f"models/trained/{mode}/train_summary.json").read_text())
     for key in ("initial_loss", "final_loss", "trainable_params", "total_params"):
         assert summary[key] == expected_summary[key], key
-    loss_steps = [line.split("\t")[1:] for line in (project / "dvclive/lora/plots/metrics/loss.tsv").read_text().splitlines()]
-    assert loss_steps == [line.split("\t")[1:] for line in expected_loss.splitlines()]  # same steps, same losses
+    assert without_timestamps(project / f"dvclive/{mode}/plots/metrics/loss.tsv") == expected_log  # every step's loss
     assert not list(project.glob(".checkpoints/*"))
 
 
@@ -109,6 +131,7 @@ def test_a_checkpoint_of_other_settings_is_never_resumed(long_training):
 def test_model_folders_hold_no_pickle_and_a_copied_adapter_loads(long_training, tmp_path):
     project = long_training
     set_params(project, "lora", epochs=1)
+    set_params(project, "full", epochs=1)
     for stage in ("train@full", "train@lora"):
         assert run_stage(stage, cwd=project).returncode == 0
     files = [path for path in (project / "models").rglob("*") if path.is_file()]
