@@ -4,6 +4,7 @@ from __future__ import annotations
 import yaml
 
 from squad_ft.hub import looks_local
+from squad_ft.inputs import describe
 
 TITLES = {"full": "full fine-tuning", "lora": "LoRA adapter", "lora-merged": "LoRA, merged into the base model"}
 
@@ -84,6 +85,7 @@ the training data never saw.
 
 {first['trainable_params']:,} of {first['total_params']:,} parameters trained, in
 {first['train_runtime_s']:.0f} s; training loss {first['initial_loss']:.2f} -> {first['final_loss']:.2f}.
+Pre-trained encoder: {describe(first['inputs']['model'])}. Training data: {describe(first['inputs']['data'])}.
 
 | setting | value |
 |---|---|

@@ -21,16 +21,18 @@ FIELDS = ("id", "title", "context", "question", "answers")
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
-def stream_examples(source: str, n_examples: int | None, section: str = "data", split: str = "train") -> Iterator[dict]:
+def stream_examples(
+    source: str, n_examples: int | None, section: str = "data", split: str = "train", revision: str | None = None
+) -> Iterator[dict]:
     """The first `n_examples` (None: all) of `source`, in order, validated, in the flat schema, one at a time.
 
-    `source` is a Hub dataset id (its `split`) or a local file; `section` is the params.yaml
+    `source` is a Hub dataset id (its `split` at `revision`) or a local file; `section` is the params.yaml
     section the settings come from, named in every error. Nothing beyond the examples used is
     read from a Hub dataset or a JSON Lines / Parquet file, and none is held in memory.
     """
     check_count(n_examples, section)
     count = 0
-    for count, example in enumerate(islice(validated(_records(source, section, split), section), n_examples), 1):
+    for count, example in enumerate(islice(validated(_records(source, section, split, revision), section), n_examples), 1):
         yield example
     if n_examples is not None and count < n_examples:
         raise UserError(f"{section}.n_examples is {n_examples} but {_label(section)} {source!r} has only {count} examples")
@@ -42,14 +44,16 @@ def check_count(n_examples: int | None, section: str) -> None:
         raise UserError(f"{section}.n_examples must be a positive integer, null or all, got {n_examples!r}")
 
 
-def load_examples(source: str, n_examples: int | None, section: str = "data", split: str = "train") -> datasets.Dataset:
+def load_examples(
+    source: str, n_examples: int | None, section: str = "data", split: str = "train", revision: str | None = None
+) -> datasets.Dataset:
     """`stream_examples` as a Dataset."""
-    return datasets.Dataset.from_list(list(stream_examples(source, n_examples, section, split)))
+    return datasets.Dataset.from_list(list(stream_examples(source, n_examples, section, split, revision)))
 
 
 def read_questions(source: str, option: str = "--input") -> datasets.Dataset:
     """Every example of a local file, for answering: answers optional (checked where present)."""
-    return datasets.Dataset.from_list(list(validated(_records(source, option, "train"), option, answers_required=False)))
+    return datasets.Dataset.from_list(list(validated(_records(source, option), option, answers_required=False)))
 
 
 def _label(section: str) -> str:
@@ -57,8 +61,10 @@ def _label(section: str) -> str:
     return section if section.startswith("--") else f"{section}.source"
 
 
-def _records(source: str, section: str, split: str) -> Iterator:
-    return _read_local(Path(source), section) if _is_local(source, section) else _read_hub(source, section, split)
+def _records(source: str, section: str, split: str = "train", revision: str | None = None) -> Iterator:
+    if _is_local(source, section):
+        return _read_local(Path(source), section)
+    return _read_hub(source, section, split, revision)
 
 
 def validated(records: Iterable, section: str, answers_required: bool = True) -> Iterator[dict]:
@@ -92,15 +98,17 @@ def _is_local(source: str, section: str) -> bool:
     return path.is_file()
 
 
-def _read_hub(dataset_id: str, section: str, split: str) -> Iterator[dict]:
+def _read_hub(dataset_id: str, section: str, split: str, revision: str | None) -> Iterator[dict]:
     hub_reachable()  # if the Hub does not answer, read the cache only: no half-minute of retries
     try:
-        dataset = datasets.load_dataset(dataset_id, split=split)  # Arrow, memory-mapped: rows are read as used
+        # Arrow, memory-mapped: rows are read as used
+        dataset = datasets.load_dataset(dataset_id, split=split, revision=revision)
     except Exception as err:  # the Hub client raises many types; all mean "not reachable here"
         reason = first_line(err)
         label = _label(section)
         raise UserError(
-            f"{label}: cannot load the split {split!r} of the Hugging Face dataset {dataset_id!r} (not reachable, "
+            f"{label}: cannot load the split {split!r} of the Hugging Face dataset {dataset_id!r} at revision "
+            f"{revision or 'main'} (not reachable, "
             f"not cached or not a dataset: {reason}).{unreachable_note()} Set {label} to a local SQuAD file "
             f"instead: nested SQuAD v1.1 JSON, JSON Lines or Parquet, e.g. `dvc exp run -S {label}=path/to/file.json`"
         ) from err
@@ -198,7 +206,9 @@ def validate_example(record: object, index: int, section: str = "data", answers_
         raise UserError(f"{label}: an answer text is empty")
     context = record["context"]
     for text, start in zip(texts, starts):
-        found = context[start:start + len(text)] if isinstance(start, int) and start >= 0 else None
+        if not isinstance(start, int) or isinstance(start, bool):
+            raise UserError(f"{label}: answer_start must be an integer (a character offset), got {start!r}")
+        found = context[start:start + len(text)] if start >= 0 else None
         if found != text:
             raise UserError(
                 f"{label}: answer {text!r} does not match the context at answer_start {start} (found {found!r})"

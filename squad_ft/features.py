@@ -14,13 +14,27 @@ from transformers import PreTrainedTokenizerFast
 from squad_ft.errors import UserError
 
 
-def _encode(examples: dict, tokenizer: PreTrainedTokenizerFast, max_length: int, doc_stride: int):
+def _questions(examples: dict, tokenizer, max_question_length: int) -> list[str]:
+    """The questions, each cut to its first `max_question_length` tokens (at a token's end)."""
+    questions = [question.lstrip() for question in examples["question"]]
+    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return [question if len(spans) <= max_question_length else question[:spans[max_question_length - 1][1]]
+            for question, spans in zip(questions, offsets)]
+
+
+def count_long_questions(examples: datasets.Dataset, tokenizer, max_question_length: int) -> int:
+    """How many questions `tokenize` cuts to `max_question_length` tokens."""
+    return sum(len(ids) > max_question_length for ids in tokenizer(
+        [question.lstrip() for question in examples["question"]], add_special_tokens=False)["input_ids"])
+
+
+def _encode(examples: dict, tokenizer: PreTrainedTokenizerFast, window: dict):
     return tokenizer(
-        [question.lstrip() for question in examples["question"]],
+        _questions(examples, tokenizer, window["max_question_length"]),
         examples["context"],
         truncation="only_second",
-        max_length=max_length,
-        stride=doc_stride,
+        max_length=window["max_length"],
+        stride=window["doc_stride"],
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
     )
@@ -33,9 +47,9 @@ def _context_span(sequence_ids: list) -> tuple[int, int]:
     return start, end
 
 
-def train_features(examples: dict, tokenizer, max_length: int, doc_stride: int) -> dict:
+def train_features(examples: dict, tokenizer, window: dict) -> dict:
     """Batched map function: features with `start_positions` and `end_positions` labels."""
-    encoded = _encode(examples, tokenizer, max_length, doc_stride)
+    encoded = _encode(examples, tokenizer, window)
     sample_map = encoded.pop("overflow_to_sample_mapping")
     offsets_per_feature = encoded.pop("offset_mapping")
     encoded["start_positions"], encoded["end_positions"] = [], []
@@ -60,9 +74,9 @@ def train_features(examples: dict, tokenizer, max_length: int, doc_stride: int) 
     return encoded
 
 
-def eval_features(examples: dict, tokenizer, max_length: int, doc_stride: int) -> dict:
+def eval_features(examples: dict, tokenizer, window: dict) -> dict:
     """Batched map function: features with `example_id` and context-only `offset_mapping`."""
-    encoded = _encode(examples, tokenizer, max_length, doc_stride)
+    encoded = _encode(examples, tokenizer, window)
     sample_map = encoded.pop("overflow_to_sample_mapping")
     encoded["example_id"] = []
     for i in range(len(encoded["input_ids"])):
@@ -74,8 +88,9 @@ def eval_features(examples: dict, tokenizer, max_length: int, doc_stride: int) -
     return encoded
 
 
-def check_window(tokenizer, max_length: int, doc_stride: int) -> None:
+def check_window(tokenizer, window: dict) -> None:
     """Raise a UserError for window settings the tokenizer cannot honour."""
+    max_length, doc_stride, max_question_length = (window[key] for key in ("max_length", "doc_stride", "max_question_length"))
     if not tokenizer.is_fast:
         raise UserError("model.name: the tokenizer must be a fast tokenizer (offset mappings are needed)")
     if tokenizer.padding_side != "right":
@@ -86,20 +101,30 @@ def check_window(tokenizer, max_length: int, doc_stride: int) -> None:
         raise UserError(
             f"model.max_length {max_length} exceeds the model's limit of {tokenizer.model_max_length} tokens"
         )
+    room = max_length - max_question_length - tokenizer.num_special_tokens_to_add(pair=True)
+    if room <= doc_stride:
+        raise UserError(
+            f"model.max_question_length {max_question_length} leaves {max(room, 0)} context tokens per window of "
+            f"model.max_length {max_length}, not more than model.doc_stride {doc_stride}: lower one of them"
+        )
 
 
-def tokenize(
-    examples: datasets.Dataset, tokenizer, max_length: int, doc_stride: int, training: bool, num_proc: int = 1
-):
-    """Training features (with labels) or evaluation features (with offsets) for `examples`,
-    in batches (`num_proc` processes), written to Arrow as they come."""
-    check_window(tokenizer, max_length, doc_stride)
+def tokenize(examples: datasets.Dataset, tokenizer, window: dict, training: bool):
+    """Training features (with labels) or evaluation features (with offsets) for `examples`, in batches,
+    written to Arrow as they come.
+
+    `window` holds `max_length`, `doc_stride` and `max_question_length` (the `model` params), and
+    optionally `num_proc`, the processes that tokenize.
+    """
+    check_window(tokenizer, window)
+    num_proc = window.get("num_proc", 1)
     if num_proc < 1:
         raise UserError(f"model.num_proc must be at least 1, got {num_proc}")
+    window = {key: window[key] for key in ("max_length", "doc_stride", "max_question_length")}
     return examples.map(
         train_features if training else eval_features,
         batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": doc_stride},
+        fn_kwargs={"tokenizer": tokenizer, "window": window},
         remove_columns=examples.column_names,
         num_proc=num_proc if num_proc > 1 else None,
         desc="Tokenizing " + ("training" if training else "evaluation") + " examples",

@@ -49,10 +49,10 @@ def answer_questions(
     """{question id: {"text", "score", "start", "end"}} for `examples` (flat SQuAD schema; answers
     not needed), character offsets into each context.
 
-    `window` holds `max_length` and `doc_stride` (the `model` params); `decoding` holds
+    `window` holds `max_length`, `doc_stride` and `max_question_length` (the `model` params); `decoding` holds
     `batch_size`, `n_best` and `max_answer_length` (the `evaluate` params).
     """
-    features = tokenize(examples, tokenizer, window["max_length"], window["doc_stride"], training=False)
+    features = tokenize(examples, tokenizer, window, training=False)
     start_logits, end_logits = predict_logits(model, tokenizer, features, decoding["batch_size"])
     return best_answers(
         examples, features, start_logits, end_logits, decoding["n_best"], decoding["max_answer_length"]

@@ -1,11 +1,13 @@
 """Load the pre-trained encoder with a QA head, wrap it with LoRA, load a trained model back."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
 from squad_ft.errors import UserError, first_line
@@ -19,36 +21,38 @@ ADAPTER_CONFIG = "adapter_config.json"
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 
 
-def _load(loader, name: str, **kwargs):
-    """`loader.from_pretrained(name, **kwargs)`: a local directory, or a Hub id (from the cache when the
-    Hub is unreachable)."""
+def _load(loader, name: str, revision: str | None = None, **kwargs):
+    """`loader.from_pretrained(name, **kwargs)`: a local directory, or a Hub id at `revision` (from the
+    cache when the Hub is unreachable)."""
     local = check_local(name, "model.name")
     if not local:
         hub_reachable()  # if the Hub does not answer, the loader reads the cache only: no half-minute of retries
+        kwargs["revision"] = revision
     try:
         return loader.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:
         reason = first_line(err)
-        where = "is not a loadable model directory" if local else "cannot be loaded (not reachable and not cached)"
+        where = "is not a loadable model directory" if local else (
+            f"at revision {revision or 'main'} cannot be loaded (not reachable and not cached)")
         raise UserError(
             f"model.name: {name!r} {where}: {reason}.{'' if local else unreachable_note()} Set model.name to a local "
             "model directory instead, e.g. `dvc exp run -S model.name=path/to/distilbert-base-uncased`"
         ) from err
 
 
-def load_tokenizer(name: str):
-    """The model's fast tokenizer, from the Hub or a local directory."""
-    return _load(AutoTokenizer, name)
+def load_tokenizer(name: str, revision: str | None = None):
+    """The model's fast tokenizer, from the Hub (at `revision`) or a local directory."""
+    return _load(AutoTokenizer, name, revision)
 
 
-def load_pretrained(name: str, attention_dropout: float | None = None) -> torch.nn.Module:
+def load_pretrained(name: str, attention_dropout: float | None = None, revision: str | None = None) -> torch.nn.Module:
     """The pre-trained encoder with a freshly initialised span-prediction head.
 
     `attention_dropout` replaces the model's dropout on attention probabilities (None keeps it).
     At 0, PyTorch's fused attention kernel runs on CPU too: it never materialises the attention
     matrix, which the dropout needs.
     """
-    config = _load(AutoConfig, name)
+    config = _load(AutoConfig, name, revision)
     if attention_dropout is not None:
         key = next((key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)), None)
         if key is None:
@@ -57,7 +61,7 @@ def load_pretrained(name: str, attention_dropout: float | None = None) -> torch.
         if not 0 <= attention_dropout < 1:
             raise UserError(f"train.attention_dropout must be in [0, 1) or null, got {attention_dropout!r}")
         setattr(config, key, attention_dropout)
-    return _load(AutoModelForQuestionAnswering, name, config=config)
+    return _load(AutoModelForQuestionAnswering, name, revision, config=config)
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
@@ -101,13 +105,18 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
     config._register_custom_module({torch.nn.Linear: FusedLoraLinear})
     model = get_peft_model(model, config)
     keep_gelu_inputs(model)
+    # peft's default, save_embedding_layers="auto", asks the Hub for the base model's config at its main
+    # branch (not the pinned revision) to see whether the vocabulary was resized; these adapters never are
+    model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
     return model
 
 
-def build_model(name: str, mode: str, attention_dropout: float | None, lora: dict) -> torch.nn.Module:
+def build_model(
+    name: str, mode: str, attention_dropout: float | None, lora: dict, revision: str | None = None
+) -> torch.nn.Module:
     """What a training run of `mode` ("full" or "lora") starts from: the pre-trained encoder with a
     new QA head (`load_pretrained`), wrapped with adapters of params.yaml's `lora` section for LoRA."""
-    model = load_pretrained(name, attention_dropout)
+    model = load_pretrained(name, attention_dropout, revision)
     if mode == "lora":
         model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])
     return model
@@ -119,8 +128,9 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
 
 
-def record_base_model(adapter_dir: Path, base_model: str) -> None:
-    """Record the base model of a saved LoRA adapter as the user named it (`model.name`).
+def record_base_model(adapter_dir: Path, base_model: str, revision: str | None) -> None:
+    """Record the base model of a saved LoRA adapter as the user named it (`model.name`), and its
+    Hub revision in peft's own field for it (`revision`; null for a local directory).
 
     peft records the path the weights were read from: for a Hub model an absolute path into
     this machine's cache, useless elsewhere. A Hub id loads anywhere; a local path is kept as
@@ -129,16 +139,37 @@ def record_base_model(adapter_dir: Path, base_model: str) -> None:
     config_file = Path(adapter_dir) / ADAPTER_CONFIG
     config = json.loads(config_file.read_text())
     config["base_model_name_or_path"] = base_model
+    config["revision"] = None if check_local(base_model, "model.name") else revision
     config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def check_model_folder(path: str | Path) -> None:
+    """A UserError naming the folder and the file, unless every weights file of `path` opens."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path} is not a model folder")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise UserError(f"{path}: no .safetensors weights file: not a model folder written by the pipeline")
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt"):  # checks the header against the file's size
+                pass
+        except Exception as err:  # safetensors raises its own error type, and OSError
+            raise UserError(f"{path}: cannot read {file.name}: {first_line(err)} (corrupt or incomplete)") from err
 
 
 def load_trained(path: str | Path, base_model: str | None = None) -> torch.nn.Module:
     """A model saved by training: a full model, or a LoRA adapter merged into its base model.
 
-    `base_model` overrides the base recorded in a LoRA adapter (a Hub id or local directory).
+    `base_model` overrides the base recorded in a LoRA adapter (a Hub id or local directory); the
+    recorded revision applies only to the recorded base.
     """
+    check_model_folder(path)
     if not (Path(path) / ADAPTER_CONFIG).exists():
         return AutoModelForQuestionAnswering.from_pretrained(path)
-    base_model = base_model or json.loads((Path(path) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
-    model = PeftModel.from_pretrained(load_pretrained(base_model), str(path))
+    config = json.loads((Path(path) / ADAPTER_CONFIG).read_text())
+    recorded = config["base_model_name_or_path"]
+    revision = config.get("revision") if base_model in (None, recorded) else None
+    model = PeftModel.from_pretrained(load_pretrained(base_model or recorded, revision=revision), str(path))
     return model.merge_and_unload()

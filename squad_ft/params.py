@@ -42,6 +42,10 @@ def _count(value) -> bool:
     return value is None or value == "all" or _integer(value)
 
 
+def _revision(value) -> bool:
+    return value is None or _text(value)
+
+
 def _names(value) -> bool:
     return _text(value) or (isinstance(value, list) and all(_text(name) for name in value))
 
@@ -49,12 +53,13 @@ def _names(value) -> bool:
 KINDS = {  # checker -> what the error says the value must be
     _integer: "an integer", _number: "a number", _text: "a non-empty string",
     _count: "an integer, null or all", _flag: "true or false", _optional_number: "a number or null",
-    _names: "a string or a list of strings", _positive: "a positive number", _positive_integer: "a positive integer",
+    _names: "a string or a list of strings", _revision: "a commit hash, branch or tag, or null", _positive: "a positive number", _positive_integer: "a positive integer",
 }
 SCHEMA = {
-    "data": {"source": _text, "n_examples": _count, "test_size": _number, "seed": _integer},
-    "heldout": {"source": _text, "split": _text, "n_examples": _count},
-    "model": {"name": _text, "max_length": _integer, "doc_stride": _integer, "num_proc": _integer},
+    "data": {"source": _text, "revision": _revision, "n_examples": _count, "test_size": _number, "seed": _integer},
+    "heldout": {"source": _text, "revision": _revision, "split": _text, "n_examples": _count},
+    "model": {"name": _text, "revision": _revision, "max_length": _integer, "doc_stride": _integer,
+              "max_question_length": _positive_integer, "num_proc": _integer},
     "train": {"batch_size": _positive_integer, "warmup_fraction": _number, "weight_decay": _number,
               "logging_steps": _positive_integer, "checkpoint_steps": _positive_integer, "nproc": _positive_integer,
               "seed": _integer,

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import datasets
 
 from squad_ft.data import read_questions
 from squad_ft.errors import UserError
+from squad_ft.features import count_long_questions
 from squad_ft.inference import answer_questions, load_model
 from squad_ft.metric import squad_scores
 from squad_ft.postprocess import answer_texts
 from squad_ft.stage import atomic_output, run_stage, write_json
 
 # The pipeline's defaults (params.yaml `model` and `evaluate`): windows and decoding as in training.
-WINDOW = {"max_length": 384, "doc_stride": 128}
+WINDOW = {"max_length": 384, "doc_stride": 128, "max_question_length": 64}
 DECODING = {"batch_size": 64, "n_best": 20, "max_answer_length": 30}
 
 
@@ -58,11 +60,16 @@ def main() -> None:
     decoding = {name: getattr(args, name) for name in DECODING}
     if args.question:
         examples = datasets.Dataset.from_list([{"id": "question", "context": args.context, "question": args.question}])
-        answer = answer_questions(model, tokenizer, examples, window, decoding)["question"]
-        print(json.dumps(answer, ensure_ascii=False))
-        return
-    examples = read_questions(args.input)
+    else:
+        examples = read_questions(args.input)
+    cut = count_long_questions(examples, tokenizer, window["max_question_length"])
+    if cut:
+        print(f"{cut} question(s) longer than {window['max_question_length']} tokens, cut to that "
+              "(--max-question-length)", file=sys.stderr)
     answers = answer_questions(model, tokenizer, examples, window, decoding)
+    if args.question:
+        print(json.dumps(answers["question"], ensure_ascii=False))
+        return
     with atomic_output(args.output) as out:
         write_json(out, answer_texts(answers))
     print(f"{len(answers)} answers -> {args.output}")

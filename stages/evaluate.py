@@ -6,6 +6,7 @@ evaluated questions share their paragraph or article with the training split.
 import json
 
 from squad_ft.data import load_jsonl, overlap_with
+from squad_ft.features import count_long_questions
 from squad_ft.inference import answer_questions, load_model
 from squad_ft.metric import question_scores
 from squad_ft.postprocess import answer_texts
@@ -29,6 +30,7 @@ def main() -> None:
         "eval_set": eval_set,
         **scores_with_intervals(question_scores(predictions, references), params["bootstrap"]),
         f"{eval_set}_examples": len(examples),
+        "questions_cut": count_long_questions(examples, tokenizer, params["model"]["max_question_length"]),
         **{f"{eval_set}_{name}": value for name, value in overlap.items()},
     }
     with atomic_output(paths.predictions) as out:

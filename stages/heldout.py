@@ -7,17 +7,18 @@ from itertools import islice
 
 from squad_ft.data import check_count, load_jsonl, save_jsonl, stream_examples, unseen_examples
 from squad_ft.errors import UserError
+from squad_ft.inputs import read_fingerprint
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
 
 
 def main() -> None:
-    paths = stage_arguments(__doc__.splitlines()[0], "train", "out", "counts")
+    paths = stage_arguments(__doc__.splitlines()[0], "train", "input", "out", "counts")
     params = load_params()["heldout"]
     source, wanted = str(params["source"]), params["n_examples"]
     check_count(wanted, "heldout")
     counts = {}
-    candidates = stream_examples(source, None, "heldout", str(params["split"]))
+    candidates = stream_examples(source, None, "heldout", str(params["split"]), params["revision"])
     unseen = unseen_examples(candidates, load_jsonl(paths.train), counts)
     with atomic_output(paths.out) as out:
         written = save_jsonl(islice(unseen, wanted), out)
@@ -30,7 +31,7 @@ def main() -> None:
             raise UserError(f"heldout.n_examples is {wanted} but heldout.source {source!r} has only {written} "
                             "examples not seen in training")
     titles = set(load_jsonl(paths.out)["title"])
-    summary = {"eval_set": "heldout", "source": source, **counts, "heldout_examples": written,
+    summary = {"eval_set": "heldout", "source": source, "input": read_fingerprint(paths.input), **counts, "heldout_examples": written,
                "heldout_articles": len(titles)}
     with atomic_output(paths.counts) as out:
         write_json(out, summary)

@@ -8,7 +8,7 @@ import json
 import shutil
 
 from squad_ft.card import model_card
-from squad_ft.modeling import load_tokenizer, load_trained
+from squad_ft.modeling import check_model_folder, load_tokenizer, load_trained
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, run_stage, stage_arguments
 from squad_ft.training import SUMMARY_FILE
@@ -24,6 +24,7 @@ def main() -> None:
             load_trained(paths.trained).save_pretrained(str(out))
             load_tokenizer(str(paths.trained)).save_pretrained(str(out))
         else:
+            check_model_folder(paths.trained)
             shutil.copytree(paths.trained, out, ignore=shutil.ignore_patterns(SUMMARY_FILE))
         (out / "README.md").write_text(model_card(paths.variant, params, evaluations))
     print(f"{paths.variant} -> {paths.out}")

@@ -8,7 +8,8 @@ def main() -> None:
     paths = stage_arguments(__doc__, "out")
     params = load_params()["data"]
     with atomic_output(paths.out) as out:
-        count = save_jsonl(stream_examples(str(params["source"]), params["n_examples"]), out)
+        examples = stream_examples(str(params["source"]), params["n_examples"], revision=params["revision"])
+        count = save_jsonl(examples, out)
     print(f"{count} examples from {params['source']} -> {paths.out}")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 from transformers import set_seed
 
+from squad_ft.inputs import read_fingerprint
 from squad_ft.modeling import build_model, load_tokenizer, record_base_model
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, relaunch_under_torchrun, run_stage, stage_arguments, write_json
@@ -18,7 +19,8 @@ CODE_DIRS = (Path("squad_ft"), Path("stages"))  # the code a checkpoint belongs 
 
 
 def main() -> None:
-    paths = stage_arguments(__doc__.splitlines()[0], "features", "model-dir", "live-dir", "checkpoints", mode=True)
+    paths = stage_arguments(__doc__.splitlines()[0], "features", "inputs", "model-dir", "live-dir", "checkpoints",
+                            mode=True)
     params = load_params()
     if params["train"]["nproc"] > 1 and world_size() == 1:
         relaunch_under_torchrun(params["train"]["nproc"])  # back here in each process, with WORLD_SIZE set
@@ -26,9 +28,10 @@ def main() -> None:
     hyper = {**params["train"], **params[paths.mode]}
     features = datasets.load_from_disk(str(paths.features))
     set_seed(params["train"]["seed"])  # before the QA head and LoRA weights are initialised
-    tokenizer = load_tokenizer(str(params["model"]["name"]))
-    model = build_model(str(params["model"]["name"]), paths.mode, params["train"]["attention_dropout"], params["lora"])
-    print(f"{params['model']['name']}: pre-trained encoder, new span-prediction head (trained from scratch)")
+    name, revision = str(params["model"]["name"]), params["model"]["revision"]
+    tokenizer = load_tokenizer(name, revision)
+    model = build_model(name, paths.mode, params["train"]["attention_dropout"], params["lora"], revision)
+    print(f"{name}: pre-trained encoder, new span-prediction head (trained from scratch)")
     # keyed by the run's params, features and code: a checkpoint of other settings is never resumed
     key = run_key(paths.mode, params, paths.features, CODE_DIRS)
     checkpoints = paths.checkpoints / f"{paths.mode}-{key}"
@@ -38,8 +41,9 @@ def main() -> None:
     with atomic_output(paths.model_dir) as model_dir, atomic_output(paths.live_dir) as live_dir:
         summary = train(model, tokenizer, features, hyper, params["train"]["seed"], model_dir, live_dir, checkpoints)
         if paths.mode == "lora":
-            record_base_model(model_dir, str(params["model"]["name"]))
-        summary = {"mode": paths.mode, **summary}
+            record_base_model(model_dir, name, revision)
+        inputs = {input_name: read_fingerprint(paths.inputs / f"{input_name}.json") for input_name in ("data", "model")}
+        summary = {"mode": paths.mode, **summary, "inputs": inputs}
         write_json(model_dir / SUMMARY_FILE, summary)
     print(summary)
 

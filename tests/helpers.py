@@ -14,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_SQUAD = ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-first50-articles.json"
+SAMPLE_SQUAD = ROOT / "data" / "sample" / "squad-v1.1-train-first10-articles.json"  # shipped: always there
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "squad_ft")
 
 CITIES = ["paris", "rome", "berlin", "madrid", "lisbon", "vienna", "prague", "warsaw", "oslo", "dublin"]
@@ -110,7 +111,7 @@ def tiny_params(source: Path, model_dir: Path, n_examples: int = 40, heldout: Pa
         "data": {"source": str(source), "n_examples": n_examples},
         "heldout": {"source": str(heldout or source), "n_examples": None},
         "bootstrap": {"resamples": 200},
-        "model": {"name": str(model_dir), "max_length": 64, "doc_stride": 16},
+        "model": {"name": str(model_dir), "max_length": 64, "doc_stride": 16, "max_question_length": 16},
         "train": {"batch_size": 8, "logging_steps": 2},
         "full": {"epochs": 2, "learning_rate": 1e-3},
         "lora": {"epochs": 2, "learning_rate": 1e-2, "r": 4, "alpha": 8},

@@ -2,25 +2,27 @@
 import datasets
 import numpy as np
 import pytest
-from helpers import make_examples
+from helpers import SAMPLE_SQUAD, make_examples
 
 from squad_ft.data import load_examples
-from squad_ft.features import check_window, eval_features, tokenize, train_features
+from squad_ft.features import check_window, count_long_questions, eval_features, tokenize, train_features
 from squad_ft.postprocess import best_answers
 from squad_ft.errors import UserError
 
 MAX_LENGTH, STRIDE = 128, 32  # short windows: most real contexts span several features
+WINDOW = {"max_length": MAX_LENGTH, "doc_stride": STRIDE, "max_question_length": 64}
+DEFAULT_WINDOW = {"max_length": 384, "doc_stride": 128, "max_question_length": 64}  # params.yaml's
 
 
 @pytest.fixture(scope="module")
-def real_examples(shared_squad):
-    return load_examples(str(shared_squad), 300)
+def real_examples():
+    return load_examples(str(SAMPLE_SQUAD), 300)
 
 
 def labelled_windows(examples, tokenizer):
     """Training features with their example, as decoded through offsets and sequence ids."""
     batch = examples[:]
-    encoded = train_features(batch, tokenizer, MAX_LENGTH, STRIDE)
+    encoded = train_features(batch, tokenizer, WINDOW)
     again = tokenizer(
         [q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
         max_length=MAX_LENGTH, stride=STRIDE, return_overflowing_tokens=True, return_offsets_mapping=True,
@@ -63,8 +65,8 @@ def test_most_real_answers_are_recovered_exactly(real_examples, minilm_tokenizer
 
 def test_gold_logits_decode_to_the_gold_answers(real_examples, minilm_tokenizer):
     """Post-processing over real multi-window features picks the labelled span of every example."""
-    training = tokenize(real_examples, minilm_tokenizer, MAX_LENGTH, STRIDE, training=True)
-    evaluation = tokenize(real_examples, minilm_tokenizer, MAX_LENGTH, STRIDE, training=False)
+    training = tokenize(real_examples, minilm_tokenizer, WINDOW, training=True)
+    evaluation = tokenize(real_examples, minilm_tokenizer, WINDOW, training=False)
     assert len(evaluation) == len(training) > len(real_examples)
     length = max(len(ids) for ids in evaluation["input_ids"])
     start_logits = np.full((len(evaluation), length), -100.0)
@@ -78,7 +80,7 @@ def test_gold_logits_decode_to_the_gold_answers(real_examples, minilm_tokenizer)
 
 def test_eval_features_keep_example_ids_and_context_offsets_only(minilm_tokenizer):
     examples = datasets.Dataset.from_list(make_examples(3))
-    encoded = eval_features(examples[:], minilm_tokenizer, 32, 8)
+    encoded = eval_features(examples[:], minilm_tokenizer, {"max_length": 32, "doc_stride": 8, "max_question_length": 16})
     assert set(encoded["example_id"]) == {"q0000", "q0001", "q0002"}
     assert len(encoded["input_ids"]) > 3  # contexts longer than one window
     for i, offsets in enumerate(encoded["offset_mapping"]):
@@ -88,12 +90,46 @@ def test_eval_features_keep_example_ids_and_context_offsets_only(minilm_tokenize
 
 def test_nothing_is_padded(minilm_tokenizer):
     examples = datasets.Dataset.from_list(make_examples(4))
-    encoded = train_features(examples[:], minilm_tokenizer, 384, 128)
+    encoded = train_features(examples[:], minilm_tokenizer, DEFAULT_WINDOW)
     assert all(minilm_tokenizer.pad_token_id not in ids for ids in encoded["input_ids"])
 
 
-@pytest.mark.parametrize("max_length, stride, match", [(384, 0, "doc_stride"), (128, 128, "doc_stride"),
-                                                       (1024, 128, "exceeds")])
-def test_bad_window_settings(minilm_tokenizer, max_length, stride, match):
+@pytest.mark.parametrize("max_length, stride, max_question, match", [
+    (384, 0, 64, "doc_stride"), (128, 128, 64, "doc_stride"), (1024, 128, 64, "exceeds"),
+    (192, 128, 64, "model.max_question_length 64 leaves 125 context tokens"),
+])
+def test_bad_window_settings(minilm_tokenizer, max_length, stride, max_question, match):
     with pytest.raises(UserError, match=match):
-        check_window(minilm_tokenizer, max_length, stride)
+        check_window(minilm_tokenizer, {"max_length": max_length, "doc_stride": stride, "max_question_length": max_question})
+
+
+def test_a_question_longer_than_the_window_is_cut_to_max_question_length(real_examples, minilm_tokenizer):
+    """A real question made 500 tokens long (more than max_length) is cut to its first 64 tokens, in
+    training and evaluation features alike; the other questions' features are unchanged."""
+    examples = real_examples.select(range(20)).to_list()
+    long_question = " ".join([examples[3]["question"]] * 50)
+    assert len(minilm_tokenizer(long_question)["input_ids"]) > DEFAULT_WINDOW["max_length"]
+    examples[3]["question"] = long_question
+    examples = datasets.Dataset.from_list(examples)
+    assert count_long_questions(examples, minilm_tokenizer, 64) == 1
+    cut = minilm_tokenizer(long_question, add_special_tokens=False)["input_ids"][:64]
+    for training in (True, False):
+        features = tokenize(examples, minilm_tokenizer, DEFAULT_WINDOW, training)
+        for feature in features:
+            question = feature["input_ids"][1:feature["input_ids"].index(minilm_tokenizer.sep_token_id)]
+            if feature["input_ids"][1:65] == cut:
+                assert question == cut
+            else:
+                assert len(question) < 64
+        assert sum(feature["input_ids"][1:65] == cut for feature in features) >= 1
+
+
+def test_questions_within_the_limit_give_the_features_of_the_plain_tokenizer(real_examples, minilm_tokenizer):
+    """With no question cut, features are exactly the tokenizer's own windows, as before the cut existed."""
+    assert count_long_questions(real_examples, minilm_tokenizer, DEFAULT_WINDOW["max_question_length"]) == 0
+    batch = real_examples[:]
+    for make in (train_features, eval_features):
+        encoded = make(batch, minilm_tokenizer, DEFAULT_WINDOW)
+        plain = minilm_tokenizer([q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
+                                 max_length=384, stride=128, return_overflowing_tokens=True, return_offsets_mapping=True)
+        assert encoded["input_ids"] == plain["input_ids"]

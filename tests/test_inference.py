@@ -17,7 +17,7 @@ def test_logits_come_back_in_feature_order_whatever_the_batching(tiny_model_dir)
     for i, example in enumerate(examples):  # contexts of several lengths, some longer than a window
         example["context"] = " ".join([example["context"]] * (1 + i % 3))
     examples = datasets.Dataset.from_list(examples)
-    features = tokenize(examples, tokenizer, max_length=64, doc_stride=16, training=False)
+    features = tokenize(examples, tokenizer, {"max_length": 64, "doc_stride": 16, "max_question_length": 16}, training=False)
     lengths = [len(ids) for ids in features["input_ids"]]
     assert lengths != sorted(lengths, reverse=True)  # the batching reorders them
     start, end = predict_logits(model, tokenizer, features, batch_size=4)

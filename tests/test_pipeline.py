@@ -3,6 +3,7 @@
 Checks what users rely on: `dvc repro` runs every stage once and then nothing; changing a LoRA
 parameter re-runs only the LoRA branch and the report; `dvc metrics diff` shows only LoRA moved.
 """
+import hashlib
 import json
 import os
 import re
@@ -12,13 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import yaml
 from helpers import make_examples, tiny_params, write_jsonl, write_project
 
 EVALUATIONS = {f"evaluate@{mode}-{eval_set}" for mode in ("full", "lora") for eval_set in ("test", "heldout")}
 PACKAGES = {"package@full", "package@lora", "package@lora-merged"}
-ALL_STAGES = {"subset", "split", "heldout", "tokenize", "train@full", "train@lora", *EVALUATIONS,
-              "compare@test", "compare@heldout", "report", *PACKAGES}
+COMPARISONS = {"compare@test", "compare@heldout"}
+ALL_STAGES = {"inputs", "subset", "split", "heldout", "tokenize", "train@full", "train@lora", *EVALUATIONS,
+              *COMPARISONS, "report", *PACKAGES}
 ENV = {
     **os.environ,
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python` in dvc.yaml
@@ -41,10 +44,12 @@ def stages_run(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("pipeline")
-    # 40 training examples, then 30 from unseen articles: the held-out source is the same file
-    source = write_jsonl(make_examples(40) + make_examples(30, unseen=True), root / "squad.jsonl")
+    # 40 training examples, then 30 from unseen articles; the held-out source is a copy of that file
+    examples = make_examples(40) + make_examples(30, unseen=True)
+    source, heldout = (write_jsonl(examples, root / name) for name in ("squad.jsonl", "heldout.jsonl"))
+    model = shutil.copytree(tiny_model_dir, root / "model")  # its own copy: a test replaces its weights
     (root / "repo").mkdir()
-    repo = write_project(root / "repo", **tiny_params(source, tiny_model_dir))
+    repo = write_project(root / "repo", **tiny_params(source, model, heldout=heldout))
     run(repo, "git", "init", "-q")
     run(repo, "dvc", "init", "-q")
     run(repo, "git", "add", "-A")
@@ -97,7 +102,7 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
 def predict(*args: str, cwd: Path, code: Path) -> str:
     """`python -m squad_ft.predict ...` from `cwd`, with the project's code from `code`."""
     return run(cwd, sys.executable, "-m", "squad_ft.predict", *args, "--max-length", "64", "--doc-stride", "16",
-               env={"PYTHONPATH": str(code)})
+               "--max-question-length", "16", env={"PYTHONPATH": str(code)})
 
 
 def test_model_folders_are_hub_ready_and_answer_from_anywhere(repo, tmp_path):
@@ -140,15 +145,14 @@ def test_model_folders_are_hub_ready_and_answer_from_anywhere(repo, tmp_path):
 def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
     repo, _ = repo
     output = run(repo, "dvc", "repro")
-    assert stages_run(output) == set()
-    assert "up to date" in output
+    assert stages_run(output) == {"inputs"}  # it always runs; what it found had not changed
 
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "first run")
     output = run(repo, "dvc", "exp", "run", "-S", "lora.r=8")
     # the comparisons re-run only if LoRA's predictions changed (DVC compares their hashes)
     assert stages_run(output) - {"compare@test", "compare@heldout"} == {
-        "train@lora", "evaluate@lora-test", "evaluate@lora-heldout", "report", "package@lora", "package@lora-merged"}
+        "inputs", "train@lora", "evaluate@lora-test", "evaluate@lora-heldout", "report", "package@lora", "package@lora-merged"}
 
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
     assert "metrics/full.json" not in diff and "metrics/heldout/full.json" not in diff  # full did not move
@@ -160,7 +164,7 @@ def test_heldout_change_reruns_only_the_heldout_evaluations(repo):
     repo, _ = repo
     output = run(repo, "dvc", "exp", "run", "-S", "heldout.n_examples=12")
     # never training or the test-split evaluations; the model cards show the held-out scores
-    assert stages_run(output) == {"heldout", "evaluate@full-heldout", "evaluate@lora-heldout", "compare@heldout",
+    assert stages_run(output) == {"inputs", "heldout", "evaluate@full-heldout", "evaluate@lora-heldout", "compare@heldout",
                                   "report", *PACKAGES}
     assert json.loads((repo / "metrics/heldout/data.json").read_text())["heldout_examples"] == 12
     assert len(json.loads((repo / "data/predictions/heldout/full.json").read_text())) == 12
@@ -191,6 +195,56 @@ def test_queued_seeds_are_summarised(repo):
     assert cells[3:5] == [str(len(scores)), seeds]
     assert cells[6] == f"{mean:.1f} ± {std:.1f}"
     assert "train.seed" not in table.splitlines()[2]  # the seed is what varies within a group, not a column
+
+
+def edit_question(path: Path, index: int) -> None:
+    """Change the text of one question of a JSON Lines file, in place: the same name, new content."""
+    examples = [json.loads(line) for line in path.read_text().splitlines()]
+    examples[index]["question"] = examples[index]["question"].replace("What is", "Which city is")
+    write_jsonl(examples, path)
+
+
+def test_an_edited_heldout_file_reruns_only_the_heldout_stages(repo):
+    repo, _ = repo
+    heldout = Path(yaml.safe_load((repo / "params.yaml").read_text())["heldout"]["source"])
+    edit_question(heldout, 45)  # an unseen-article question, among the first 12 held out
+    output = run(repo, "dvc", "repro")
+    assert stages_run(output) == {"inputs", "heldout", "evaluate@full-heldout", "evaluate@lora-heldout",
+                                  "compare@heldout", "report", *PACKAGES}
+    questions = [json.loads(line)["question"] for line in (repo / "data/heldout.jsonl").read_text().splitlines()]
+    assert "Which city is the capital" in " ".join(questions)
+    fingerprint = json.loads((repo / "data/inputs/heldout.json").read_text())
+    assert fingerprint["sha256"] == hashlib.sha256(heldout.read_bytes()).hexdigest()
+    assert json.loads((repo / "metrics/heldout/data.json").read_text())["input"] == fingerprint
+
+
+def test_an_edited_training_file_reruns_everything_downstream(repo):
+    repo, _ = repo
+    trained_on = {json.loads(line)["id"] for line in (repo / "data/split/train.jsonl").read_text().splitlines()}
+    subset = [json.loads(line)["id"] for line in (repo / "data/subset.jsonl").read_text().splitlines()]
+    index = next(i for i, question_id in enumerate(subset) if question_id in trained_on)
+    edit_question(Path(yaml.safe_load((repo / "params.yaml").read_text())["data"]["source"]), index)
+    output = run(repo, "dvc", "repro")
+    # the comparisons re-run only if the predictions changed (DVC compares their hashes)
+    assert stages_run(output) | COMPARISONS == ALL_STAGES
+    assert "Which city is the capital" in (repo / "data/subset.jsonl").read_text().splitlines()[index]
+
+
+def test_replaced_model_weights_invalidate_tokenize_and_training(repo):
+    """What DVC would re-run (its status after the inputs stage), without running it: the stages that
+    read the model, whose outputs then feed everything after them as in the edited-data test."""
+    repo, _ = repo
+    model = Path(yaml.safe_load((repo / "params.yaml").read_text())["model"]["name"])
+    weights = model / "model.safetensors"
+    tensors = safetensors.torch.load_file(weights)
+    safetensors.torch.save_file({name: tensor * 0.5 for name, tensor in tensors.items()}, weights)
+    run(repo, "dvc", "repro", "inputs")
+    status = json.loads(run(repo, "dvc", "status", "--json"))
+    assert set(status) == {"tokenize", "train@full", "train@lora"}
+    for stage in status.values():
+        assert {"changed deps": {"data/inputs/model.json": "modified"}} in stage
+    fingerprint = json.loads((repo / "data/inputs/model.json").read_text())
+    assert fingerprint["source"] == str(model) and fingerprint["files"] == len(list(model.iterdir()))
 
 
 def test_two_processes_under_torchrun_train_like_one(repo):
