@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import make_examples, to_nested, write_jsonl
+from helpers import SAMPLE_SQUAD, SHARED_SQUAD, make_examples, to_nested, write_jsonl
 
 from squad_ft.data import load_examples, overlap_with, split_examples, unseen_examples
 from squad_ft.errors import UserError
@@ -68,6 +68,24 @@ def test_answer_start_must_match_the_context(tmp_path, examples):
     message = error_of(write_jsonl(examples, tmp_path / "squad.jsonl"))
     assert "example 3 (id 'q0003')" in message
     assert "does not match the context at answer_start" in message
+
+
+def test_answer_start_must_be_an_integer(tmp_path, examples):
+    examples[2]["answers"]["answer_start"][0] = str(examples[2]["answers"]["answer_start"][0])
+    message = error_of(write_jsonl(examples, tmp_path / "squad.jsonl"))
+    assert "example 2 (id 'q0002'): answer_start must be an integer (a character offset), got '" in message
+
+
+def test_the_embedded_sample_is_the_official_files_first_ten_articles():
+    sample = SAMPLE_SQUAD.read_bytes()
+    nested = json.loads(sample)
+    assert len(nested["data"]) == 10
+    examples = load_examples(str(SAMPLE_SQUAD), 3286)  # every question validates
+    assert (examples[0]["id"], examples[3285]["title"]) == ("5733be284776f41900661182", "Spectre_(2015_film)")
+    if SHARED_SQUAD.exists():  # byte-identical slices: the official file's head, then its closing bytes
+        official, tail = SHARED_SQUAD.read_bytes(), b'], "version": "1.1"}'
+        assert sample.endswith(tail) and official.endswith(tail)
+        assert official.startswith(sample[:-len(tail)]) and official[len(sample) - len(tail):].startswith(b", {")
 
 
 def test_n_examples_larger_than_the_data(tmp_path, examples):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from helpers import assert_clean_failure, run_stage, set_params, stage_command
 
-from squad_ft.modeling import load_trained
+from squad_ft.modeling import load_pretrained, load_tokenizer, load_trained
 from squad_ft.params import check_params
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
@@ -144,6 +144,32 @@ def test_model_folders_hold_no_pickle_and_a_copied_adapter_loads(long_training, 
     original, copied = load_trained(project / "models/trained/lora"), load_trained(copy, base_model=name)
     for (key, a), (_, b) in zip(original.state_dict().items(), copied.state_dict().items()):
         assert a.equal(b), key
+
+
+@pytest.fixture
+def corrupt_model(tokenized, tiny_model_dir) -> Path:
+    """A full model folder at models/trained/full whose weights file is cut in half, as a crash mid-copy leaves it."""
+    folder = tokenized / "models/trained/full"
+    load_pretrained(str(tiny_model_dir)).save_pretrained(folder)
+    load_tokenizer(str(tiny_model_dir)).save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    for metrics in ("metrics/full.json", "metrics/heldout/full.json"):  # what package reads first
+        (tokenized / metrics).parent.mkdir(parents=True, exist_ok=True)
+        (tokenized / metrics).write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize("command", ["evaluate@full-test", "package@full", "predict"])
+def test_a_corrupt_model_folder_is_one_line_naming_the_file(corrupt_model, command):
+    project = corrupt_model.parents[2]
+    if command == "predict":
+        result = subprocess.run([sys.executable, "-m", "squad_ft.predict", "--model", str(corrupt_model),
+                                 "--question", "What is it?", "--context", "It is a test ."],
+                                cwd=project, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    else:
+        result = run_stage(command, cwd=project)
+    assert_clean_failure(result, "models/trained/full: cannot read model.safetensors", "corrupt or incomplete")
 
 
 @pytest.mark.parametrize("section, key, value, fragment", [
