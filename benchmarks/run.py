@@ -48,8 +48,7 @@ def _features(args, params: dict, tokenizer, training: bool):
 
     examples = load_examples(args.squad, args.examples + args.eval_examples)
     rows = range(args.examples) if training else range(args.examples, len(examples))
-    window = params["model"]
-    return tokenize(examples.select(rows), tokenizer, window["max_length"], window["doc_stride"], training)
+    return tokenize(examples.select(rows), tokenizer, params["model"], training)
 
 
 def _pad(features, tokenizer, length: int):

@@ -61,8 +61,7 @@ def main() -> None:
     quiet_libraries()
     params = load_params()
     tokenizer = load_tokenizer(args.model)
-    window = params["model"]
-    features = tokenize(load_examples(args.squad, 400), tokenizer, window["max_length"], window["doc_stride"], True)
+    features = tokenize(load_examples(args.squad, 400), tokenizer, params["model"], True)
     longest = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))[:args.batch_size]
     batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")([features[i] for i in longest])
     rows = collections.OrderedDict()

@@ -95,6 +95,8 @@ def check_window(tokenizer, window: dict) -> None:
         raise UserError("model.name: the tokenizer must be a fast tokenizer (offset mappings are needed)")
     if tokenizer.padding_side != "right":
         raise UserError("model.name: only tokenizers that pad on the right are supported")
+    if max_question_length < 1:
+        raise UserError(f"model.max_question_length must be at least 1, got {max_question_length}")
     if not 0 < doc_stride < max_length:
         raise UserError(f"model.doc_stride must be between 0 and model.max_length ({max_length}), got {doc_stride}")
     if max_length > tokenizer.model_max_length:

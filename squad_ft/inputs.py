@@ -36,9 +36,15 @@ def _file_hash(path: Path, cache: dict) -> str:
     return cache[key]["sha256"]
 
 
+def _hidden(relative: Path) -> bool:
+    """A file that belongs to a tool, not to the content: .git/, .cache/ (the Hub client's), __pycache__/."""
+    return any(part.startswith((".", "__")) for part in relative.parts)
+
+
 def content_hash(path: Path, cache: dict) -> dict:
     """sha256 of a file, or of a folder's files (relative names and contents, in name order)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))) \
+        if path.is_dir() else [path]
     if path.is_dir():
         digest = hashlib.sha256()
         for file in files:

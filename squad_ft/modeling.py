@@ -35,8 +35,9 @@ def _load(loader, name: str, revision: str | None = None, **kwargs):
         where = "is not a loadable model directory" if local else (
             f"at revision {revision or 'main'} cannot be loaded (not reachable and not cached)")
         raise UserError(
-            f"model.name: {name!r} {where}: {reason}.{'' if local else unreachable_note()} Set model.name to a local "
-            "model directory instead, e.g. `dvc exp run -S model.name=path/to/distilbert-base-uncased`"
+            f"model.name: {name!r} {where}: {reason}.{'' if local else unreachable_note() + ' Check model.revision.'} "
+            "Set model.name to a local model directory instead, e.g. "
+            "`dvc exp run -S model.name=path/to/distilbert-base-uncased`"
         ) from err
 
 

@@ -10,6 +10,8 @@ standing in for distilbert-base-uncased, which needs the Hub. The scale is CI's:
 first 1,000 questions (800 after the test split), scored on their test split and on 2,000 questions
 from the sample's later articles, which training never sees. It runs the pipeline through
 `dvc exp run`, so the result is an experiment that `dvc exp show` lists, then prints metrics/report.md.
+As after any `dvc exp run`, the workspace keeps the experiment: params.yaml holds these settings
+(`git checkout params.yaml` returns to the defaults).
 """
 from __future__ import annotations
 
@@ -53,7 +55,10 @@ def main() -> None:
     print("$ " + " ".join(command), flush=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # `python` in dvc.yaml
-    status = subprocess.run(command, env=env).returncode
+    try:
+        status = subprocess.run(command, env=env).returncode
+    except FileNotFoundError as err:
+        raise UserError("dvc is not installed here: pip install -r requirements-dev.txt") from err
     if status:
         raise UserError(f"`dvc exp run` failed with exit status {status}; its first error is above")
     print(REPORT.read_text())

@@ -14,6 +14,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -105,8 +106,8 @@ class LogWhenSaving(TrainerCallback):
 
 
 class ReplayableBatchOrder(LengthGroupedSampler):
-    """The Trainer's length-grouped batch order, which also records the random state each epoch's
-    order is drawn from, and draws from a recorded state again when asked.
+    """The Trainer's length-grouped batch order, which also records the random state the current
+    epoch's order was drawn from, and can draw its first epoch from a recorded state.
 
     The order is drawn from the global generator as the Trainer's own sampler draws it, so a run
     never interrupted trains exactly as before. A run resumed mid-epoch needs that epoch's order
@@ -114,21 +115,17 @@ class ReplayableBatchOrder(LengthGroupedSampler):
     order is drawn (that state is the one at the checkpoint, not at the epoch's start).
     """
 
-    def __init__(self, sampler: LengthGroupedSampler, replay: dict[int, torch.Tensor]):
+    def __init__(self, sampler: LengthGroupedSampler, replay: torch.Tensor | None):
         super().__init__(sampler.batch_size, lengths=sampler.lengths)
-        self.epoch, self.replay, self.drawn_from = 0, dict(replay), {}
-
-    def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before each epoch
-        self.epoch = epoch
+        self.replay, self.drawn_from = replay, None
 
     def __iter__(self):
-        state = self.replay.pop(self.epoch, None)
-        if state is None:
-            self.generator, state = None, torch.get_rng_state()
-        else:
+        if self.replay is None:
+            self.generator, self.drawn_from = None, torch.get_rng_state()
+        else:  # the first epoch of a run resumed mid-epoch
             self.generator = torch.Generator()
-            self.generator.set_state(state)
-        self.drawn_from = {self.epoch: state}
+            self.generator.set_state(self.replay)
+            self.drawn_from, self.replay = self.replay, None
         return super().__iter__()
 
 
@@ -150,13 +147,14 @@ class ResumableTrainer(Trainer):
         sampler = super()._get_train_sampler(train_dataset)
         if not isinstance(sampler, LengthGroupedSampler):
             return sampler
-        replay = torch.load(self._order_file(self.resume_from)) if self.resume_from else {}
-        self.order = ReplayableBatchOrder(sampler, replay)
+        mid_epoch = self.resume_from and TrainerState.load_from_json(
+            str(self.resume_from / TRAINER_STATE_NAME)).epoch % 1  # at an epoch's end, the next one is drawn anew
+        self.order = ReplayableBatchOrder(sampler, torch.load(self._order_file(self.resume_from)) if mid_epoch else None)
         return self.order
 
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
-        torch.save(self.order.drawn_from if self.order else {}, self._order_file(output_dir))
+        torch.save(self.order.drawn_from if self.order else None, self._order_file(output_dir))
 
 
 def run_key(mode: str, params: dict, features_dir: Path, code_dirs: tuple[Path, ...]) -> str:
@@ -171,8 +169,11 @@ def run_key(mode: str, params: dict, features_dir: Path, code_dirs: tuple[Path, 
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The latest complete checkpoint in `folder` (the Trainer writes trainer_state.json last)."""
-    complete = [path for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (path / TRAINER_STATE_NAME).exists()]
+    """The latest complete checkpoint in `folder`: the Trainer writes trainer_state.json last (on the
+    main process), and each process its batch order's random state before it."""
+    orders = [ORDER_STATE_FILE.format(rank=rank) for rank in range(world_size())]
+    complete = [path for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                if all((path / name).exists() for name in (TRAINER_STATE_NAME, *orders))]
     return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]), default=None)
 
 

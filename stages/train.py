@@ -26,6 +26,7 @@ def main() -> None:
         relaunch_under_torchrun(params["train"]["nproc"])  # back here in each process, with WORLD_SIZE set
         return
     hyper = {**params["train"], **params[paths.mode]}
+    inputs = {input_name: read_fingerprint(paths.inputs / f"{input_name}.json") for input_name in ("data", "model")}
     features = datasets.load_from_disk(str(paths.features))
     set_seed(params["train"]["seed"])  # before the QA head and LoRA weights are initialised
     name, revision = str(params["model"]["name"]), params["model"]["revision"]
@@ -42,7 +43,6 @@ def main() -> None:
         summary = train(model, tokenizer, features, hyper, params["train"]["seed"], model_dir, live_dir, checkpoints)
         if paths.mode == "lora":
             record_base_model(model_dir, name, revision)
-        inputs = {input_name: read_fingerprint(paths.inputs / f"{input_name}.json") for input_name in ("data", "model")}
         summary = {"mode": paths.mode, **summary, "inputs": inputs}
         write_json(model_dir / SUMMARY_FILE, summary)
     print(summary)

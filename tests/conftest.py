@@ -57,6 +57,6 @@ def project(tmp_path, tiny_model_dir):
 
 @pytest.fixture
 def tokenized(project):
-    for stage in ("subset", "split"):
+    for stage in ("inputs", "subset", "split"):
         assert run_stage(stage, cwd=project).returncode == 0
     return project

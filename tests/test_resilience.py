@@ -83,7 +83,7 @@ def mid_epoch_checkpoint(project: Path) -> int | None:
 
 @pytest.mark.parametrize("mode, weights", [("full", "model.safetensors"), ("lora", "adapter_model.safetensors")])
 def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, mode, weights):
-    """Checkpoints every 6 steps of 8-step epochs, losses logged every 2: the kill lands after one
+    """Checkpoints every 3 steps of 8-step epochs, losses logged every 2: the kill lands after one
     inside an epoch after the first (whose batch order was drawn before the checkpoint), between
     two logging steps."""
     project = long_training
