@@ -78,10 +78,12 @@ def measure_training(variant: str, args) -> dict:
     """One training variant, in this process: one epoch through the train stage's code."""
     from transformers import set_seed
 
+    from squad_ft.memory import use_huge_pages
     from squad_ft.modeling import build_model, load_tokenizer
     from squad_ft.params import load_params
     from squad_ft.training import train
 
+    use_huge_pages()  # as the train stage does, before the model is loaded
     params = load_params()
     mode, _, setting = variant.partition("-")
     hyper = {**params["train"], **params[mode], "epochs": args.epochs}
@@ -113,10 +115,10 @@ def measure_training(variant: str, args) -> dict:
 
 def measure_evaluation(variant: str, args) -> dict:
     """One evaluation variant, in this process: the evaluate stage's prediction over the eval features."""
+    from squad_ft.device import device_and_precision
     from squad_ft.inference import predict_logits
     from squad_ft.modeling import load_pretrained, load_tokenizer
     from squad_ft.params import load_params
-    from squad_ft.training import device_and_precision
 
     params = load_params()
     tokenizer = load_tokenizer(args.model)

@@ -19,6 +19,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from squad_ft.data import load_examples
 from squad_ft.features import tokenize
+from squad_ft.memory import saved_for_backward_mb
 from squad_ft.modeling import build_model, load_tokenizer
 from squad_ft.params import load_params
 from squad_ft.stage import quiet_libraries
@@ -30,26 +31,6 @@ VARIANTS = {  # name: (mode, attention dropout (None: the model's own), LoRA dro
     "lora, dropout 0.1": ("lora", 0.0, 0.1),
     "lora": ("lora", 0.0, 0.0),
 }
-
-
-def saved_megabytes(model: torch.nn.Module, batch: dict) -> tuple[float, float]:
-    """(all saved tensors, the attention-matrix-sized ones) in MiB after one forward pass."""
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, tuple[int, tuple]] = {}
-
-    def keep(tensor):
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer not in parameters:
-            storages[pointer] = (tensor.untyped_storage().nbytes(), tuple(tensor.shape))
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        model(**batch)
-    batch_size, length = batch["input_ids"].shape
-    heads = model.config.num_attention_heads
-    square = sum(size for size, shape in storages.values()  # [batch, heads, T, T] or [batch x heads, T, T]
-                 if shape[-2:] == (length, length) and (len(shape) == 4 or shape[0] == batch_size * heads))
-    return sum(size for size, _ in storages.values()) / 2**20, square / 2**20
 
 
 def main() -> None:
@@ -68,7 +49,7 @@ def main() -> None:
     for name, (mode, attention_dropout, lora_dropout) in VARIANTS.items():
         set_seed(0)
         model = build_model(args.model, mode, attention_dropout, {**params["lora"], "dropout": lora_dropout})
-        total, attention = saved_megabytes(model.train(), batch)
+        total, attention = saved_for_backward_mb(model.train(), batch)
         rows[name] = {"saved for backward (MB)": round(total), "of which attention matrices (MB)": round(attention)}
     print(f"batch of {args.batch_size} x {batch['input_ids'].shape[1]} tokens, model {args.model}")
     print(pd.DataFrame(rows).T.to_markdown())

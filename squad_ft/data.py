@@ -30,18 +30,11 @@ def stream_examples(
     section the settings come from, named in every error. Nothing beyond the examples used is
     read from a Hub dataset or a JSON Lines / Parquet file, and none is held in memory.
     """
-    check_count(n_examples, section)
     count = 0
     for count, example in enumerate(islice(validated(_records(source, section, split, revision), section), n_examples), 1):
         yield example
     if n_examples is not None and count < n_examples:
         raise UserError(f"{section}.n_examples is {n_examples} but {_label(section)} {source!r} has only {count} examples")
-
-
-def check_count(n_examples: int | None, section: str) -> None:
-    """A UserError unless `n_examples` is a positive integer or None (all)."""
-    if n_examples is not None and (not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples <= 0):
-        raise UserError(f"{section}.n_examples must be a positive integer, null or all, got {n_examples!r}")
 
 
 def load_examples(
@@ -250,8 +243,6 @@ def overlap_with(examples: datasets.Dataset, train: datasets.Dataset) -> dict[st
 
 def split_examples(examples: datasets.Dataset, test_size: float, seed: int) -> datasets.DatasetDict:
     """Shuffle with `seed` and split into train and test; the same inputs give the same split."""
-    if not isinstance(test_size, (int, float)) or not 0 < test_size < 1:
-        raise UserError(f"data.test_size must be a fraction strictly between 0 and 1, got {test_size!r}")
     n_test = round(len(examples) * test_size)
     if not 0 < n_test < len(examples):
         raise UserError(

@@ -12,6 +12,7 @@ import datasets
 from transformers import PreTrainedTokenizerFast
 
 from squad_ft.errors import UserError
+from squad_ft.params import check_window
 
 
 def _questions(examples: dict, tokenizer, max_question_length: int) -> list[str]:
@@ -88,27 +89,12 @@ def eval_features(examples: dict, tokenizer, window: dict) -> dict:
     return encoded
 
 
-def check_window(tokenizer, window: dict) -> None:
-    """Raise a UserError for window settings the tokenizer cannot honour."""
-    max_length, doc_stride, max_question_length = (window[key] for key in ("max_length", "doc_stride", "max_question_length"))
+def check_tokenizer(tokenizer) -> None:
+    """A UserError unless the tokenizer can window SQuAD contexts: fast (offsets), padding on the right."""
     if not tokenizer.is_fast:
         raise UserError("model.name: the tokenizer must be a fast tokenizer (offset mappings are needed)")
     if tokenizer.padding_side != "right":
         raise UserError("model.name: only tokenizers that pad on the right are supported")
-    if max_question_length < 1:
-        raise UserError(f"model.max_question_length must be at least 1, got {max_question_length}")
-    if not 0 < doc_stride < max_length:
-        raise UserError(f"model.doc_stride must be between 0 and model.max_length ({max_length}), got {doc_stride}")
-    if max_length > tokenizer.model_max_length:
-        raise UserError(
-            f"model.max_length {max_length} exceeds the model's limit of {tokenizer.model_max_length} tokens"
-        )
-    room = max_length - max_question_length - tokenizer.num_special_tokens_to_add(pair=True)
-    if room <= doc_stride:
-        raise UserError(
-            f"model.max_question_length {max_question_length} leaves {max(room, 0)} context tokens per window of "
-            f"model.max_length {max_length}, not more than model.doc_stride {doc_stride}: lower one of them"
-        )
 
 
 def tokenize(examples: datasets.Dataset, tokenizer, window: dict, training: bool):
@@ -118,10 +104,9 @@ def tokenize(examples: datasets.Dataset, tokenizer, window: dict, training: bool
     `window` holds `max_length`, `doc_stride` and `max_question_length` (the `model` params), and
     optionally `num_proc`, the processes that tokenize.
     """
-    check_window(tokenizer, window)
+    check_tokenizer(tokenizer)
+    check_window(window, tokenizer)
     num_proc = window.get("num_proc", 1)
-    if num_proc < 1:
-        raise UserError(f"model.num_proc must be at least 1, got {num_proc}")
     window = {key: window[key] for key in ("max_length", "doc_stride", "max_question_length")}
     return examples.map(
         train_features if training else eval_features,

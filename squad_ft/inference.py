@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer
 
+from squad_ft.device import trainer_arguments
 from squad_ft.features import tokenize
 from squad_ft.modeling import load_tokenizer, load_trained
 from squad_ft.postprocess import best_answers
-from squad_ft.training import trainer_arguments
-
 
 def load_model(path: str | Path, base_model: str | None = None):
     """(model, tokenizer) of a model folder written by training (full or LoRA; `base_model`

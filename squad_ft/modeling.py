@@ -13,10 +13,14 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenize
 from squad_ft.errors import UserError, first_line
 from squad_ft.fused_lora import FusedLoraLinear, keep_gelu_inputs
 from squad_ft.hub import check_local, hub_reachable, unreachable_note
+from squad_ft.params import DECODING, WINDOW
 
 QA_HEAD = "qa_outputs"
 ALL_LINEAR = "all-linear"
 ADAPTER_CONFIG = "adapter_config.json"
+SUMMARY_FILE = "train_summary.json"  # the train stage's summary, beside the weights of a trained folder
+# In a packaged model folder: the window and decoding settings it was evaluated with, which predict uses
+SETTINGS_FILE = "inference_settings.json"
 # Where configs keep the dropout on attention probabilities: BERT-like models, DistilBERT-like models.
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 
@@ -59,8 +63,6 @@ def load_pretrained(name: str, attention_dropout: float | None = None, revision:
         if key is None:
             raise UserError(f"train.attention_dropout: this {config.model_type} model has no attention dropout "
                             "setting; set train.attention_dropout to null")
-        if not 0 <= attention_dropout < 1:
-            raise UserError(f"train.attention_dropout must be in [0, 1) or null, got {attention_dropout!r}")
         setattr(config, key, attention_dropout)
     return _load(AutoModelForQuestionAnswering, name, revision, config=config)
 
@@ -81,10 +83,6 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
     (DistilBERT: q_lin, v_lin, ...; BERT: query, value, ...). Adapted layers compute through
     `FusedLoraLinear`; those fed by a GELU save its input rather than its output (`keep_gelu_inputs`).
     """
-    if not isinstance(r, int) or r <= 0:
-        raise UserError(f"lora.r must be a positive integer, got {r!r}")
-    if not 0 <= dropout < 1:
-        raise UserError(f"lora.dropout must be in [0, 1), got {dropout!r}")
     available = linear_module_names(model)
     if target_modules != ALL_LINEAR:
         if isinstance(target_modules, str):
@@ -174,3 +172,15 @@ def load_trained(path: str | Path, base_model: str | None = None) -> torch.nn.Mo
     revision = config.get("revision") if base_model in (None, recorded) else None
     model = PeftModel.from_pretrained(load_pretrained(base_model or recorded, revision=revision), str(path))
     return model.merge_and_unload()
+
+
+def settings_of(params: dict) -> dict:
+    """The inference settings of a run: its window (params `model`) and decoding (params `evaluate`)."""
+    return {"window": {key: params["model"][key] for key in WINDOW},
+            "decoding": {key: params["evaluate"][key] for key in DECODING}}
+
+
+def recorded_settings(folder: str | Path) -> dict:
+    """The settings a packaged model folder records ({"window": {}, "decoding": {}} if none)."""
+    path = Path(folder) / SETTINGS_FILE
+    return json.loads(path.read_text()) if path.exists() else {"window": {}, "decoding": {}}

@@ -6,8 +6,6 @@ from collections import defaultdict
 import numpy as np
 from tqdm.auto import tqdm
 
-from squad_ft.errors import UserError
-
 
 def best_answers(
     examples, features, start_logits: np.ndarray, end_logits: np.ndarray, n_best: int, max_answer_length: int
@@ -20,10 +18,6 @@ def best_answers(
     tokens long. Its score is start logit + end logit; the answer is the context's characters
     between the span's offsets. An example with no valid span gets the empty answer (score None).
     """
-    if n_best < 1 or max_answer_length < 1:
-        raise UserError(
-            f"evaluate.n_best and evaluate.max_answer_length must be >= 1, got {n_best} and {max_answer_length}"
-        )
     features_of = defaultdict(list)
     for index, example_id in enumerate(features["example_id"]):
         features_of[example_id].append(index)

@@ -4,8 +4,9 @@
     python -m squad_ft.predict --model models/full --input questions.json --output predictions.json
 
 The model folder is one the pipeline wrote (`models/full`, `models/lora`, or a copy of one).
-Answers come through the same inference path as the `evaluate` stage: the same windows over
-long contexts and the same n-best decoding. `--input` takes the formats of `data.source`
+Answers come through the same inference path as the `evaluate` stage, with the window and
+decoding settings the folder was evaluated with (its inference_settings.json); a flag
+overrides one. A folder without that file (a training output) needs every setting as a flag. `--input` takes the formats of `data.source`
 (nested SQuAD v1.1 JSON, JSON Lines, Parquet); answers are optional, and when every question
 has them the predictions are scored (official SQuAD v1.1 exact match and F1).
 """
@@ -23,12 +24,30 @@ from squad_ft.errors import UserError
 from squad_ft.features import count_long_questions
 from squad_ft.inference import answer_questions, load_model
 from squad_ft.metric import squad_scores
+from squad_ft.modeling import SETTINGS_FILE, check_model_folder, recorded_settings
+from squad_ft.params import DECODING, WINDOW, check_section, check_window
 from squad_ft.postprocess import answer_texts
 from squad_ft.stage import atomic_output, run_stage, write_json
 
-# The pipeline's defaults (params.yaml `model` and `evaluate`): windows and decoding as in training.
-WINDOW = {"max_length": 384, "doc_stride": 128, "max_question_length": 64}
-DECODING = {"batch_size": 64, "n_best": 20, "max_answer_length": 30}
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def settings(args) -> tuple[dict, dict]:
+    """(window, decoding): the model folder's recorded settings, each overridden by its flag if given."""
+    recorded = recorded_settings(args.model)
+    chosen = {}
+    for group, names in (("window", WINDOW), ("decoding", DECODING)):
+        given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+        chosen[group] = {**recorded[group], **given}
+    missing = [f"--{_flag(name)}" for group, names in (("window", WINDOW), ("decoding", DECODING))
+               for name in names if name not in chosen[group]]
+    if missing:
+        raise UserError(f"--model: {args.model} records no {SETTINGS_FILE} (it is not a packaged folder under "
+                        f"models/): give {' '.join(missing)}")
+    check_section("evaluate", dict(chosen["decoding"]), "predict settings")
+    return chosen["window"], chosen["decoding"]
 
 
 def arguments() -> argparse.Namespace:
@@ -40,9 +59,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--context", help="the text to find its answer in")
     parser.add_argument("--input", help="a file of questions (with --output)")
     parser.add_argument("--output", type=Path, help="where to write {question id: answer} (the official format)")
-    for settings in (WINDOW, DECODING):
-        for name, default in settings.items():
-            parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"default {default}")
+    for name in (*WINDOW, *DECODING):
+        parser.add_argument(f"--{_flag(name)}", type=int, help=f"default: the folder's {SETTINGS_FILE}")
     args = parser.parse_args()
     if bool(args.question) != bool(args.context) or bool(args.input) != bool(args.output):
         parser.error("give --question with --context, or --input with --output")
@@ -55,9 +73,12 @@ def main() -> None:
     args = arguments()
     if not (args.model / "config.json").exists() and not (args.model / "adapter_config.json").exists():
         raise UserError(f"--model: {args.model} is not a model folder written by the pipeline")
+    check_model_folder(args.model)
+    window, decoding = settings(args)
     model, tokenizer = load_model(args.model, args.base_model)
-    window = {name: getattr(args, name) for name in WINDOW}
-    decoding = {name: getattr(args, name) for name in DECODING}
+    check_window(window, tokenizer, "predict settings")
+    print("window: " + ", ".join(f"{name} {value}" for name, value in window.items()) + "; decoding: "
+          + ", ".join(f"{name} {value}" for name, value in decoding.items()), file=sys.stderr)
     if args.question:
         examples = datasets.Dataset.from_list([{"id": "question", "context": args.context, "question": args.question}])
     else:

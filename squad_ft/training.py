@@ -3,11 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import resource
 import shutil
-import sys
 from pathlib import Path
 
 import datasets
@@ -19,59 +15,16 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dvclive import Live
-from squad_ft.errors import UserError
+from squad_ft.device import device_and_precision, is_main_process, trainer_arguments, world_size
+from squad_ft.memory import peak_memory_mb, start_memory_peak
 from squad_ft.modeling import count_parameters
 
-# PyTorch's CPU tensors of 2 MB and more: 2 MB-aligned and backed by transparent huge pages.
-# PyTorch reads this once, at the first large allocation (none happens on import). Training
-# allocates and frees large activations of ever-different sizes at every step, which fragments
-# glibc's heap: resident memory grows past what is in use (README, "Performance").
-# THP_MEM_ALLOC_ENABLE=0 turns it off.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
-SUMMARY_FILE = "train_summary.json"  # written beside the weights by the train stage
 ORDER_STATE_FILE = "batch_order_rng_state_{rank}.pth"  # in each checkpoint, beside the Trainer's RNG states
-
-
-def world_size() -> int:
-    """How many processes train together (torchrun sets WORLD_SIZE; 1 without it)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    """The process that writes outputs, logs and metrics (rank 0 under torchrun)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def device_and_precision() -> tuple[str, dict]:
-    """A description of where training runs, and the Trainer's mixed-precision flags for it.
-
-    CUDA with bf16 where the GPU supports it, else fp16; the CPU in full precision.
-    """
-    if torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        precision = "bf16" if bf16 else "fp16"
-        return f"cuda ({torch.cuda.get_device_name(0)}, {precision})", {"bf16": bf16, "fp16": not bf16}
-    return f"cpu ({torch.get_num_threads()} threads, fp32)", {"use_cpu": True}
-
-
-def trainer_arguments(output_dir: str, **kwargs) -> TrainingArguments:
-    """TrainingArguments for this machine's device and precision, with no reporting (and no checkpoints
-    unless `kwargs` ask for them)."""
-    _, precision = device_and_precision()
-    return TrainingArguments(
-        output_dir=output_dir, report_to="none", **{"save_strategy": "no", **kwargs}, **precision
-    )
 
 
 def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArguments:
     """TrainingArguments from the shared `train` params merged with one mode's (`full` or `lora`)."""
-    if not 0 <= hyper["warmup_fraction"] < 1:
-        raise UserError(f"train.warmup_fraction must be in [0, 1), got {hyper['warmup_fraction']!r}")
-    processes = world_size()
-    if hyper["batch_size"] % processes:
-        raise UserError(f"train.batch_size {hyper['batch_size']} must be a multiple of train.nproc ({processes}): "
-                        "it is the global batch, split evenly over the processes")
+    processes = world_size()  # train.batch_size is a multiple of it (params.py)
     distributed = {"ddp_backend": "nccl" if torch.cuda.is_available() else "gloo",
                    "ddp_find_unused_parameters": False} if processes > 1 else {}
     return trainer_arguments(
@@ -195,42 +148,6 @@ def write_training_log(live_dir: Path, log_history: list[dict]) -> None:
         for key in ("train_loss", "train_runtime"):
             if key in final:
                 live.summary[key] = final[key]
-
-
-def _proc_status_mb(field: str) -> float | None:
-    """A memory figure of this process from /proc/self/status (Linux), in MiB; None elsewhere."""
-    try:
-        match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    except OSError:
-        return None
-    return int(match.group(1)) / 2**10 if match else None
-
-
-def start_memory_peak() -> float:
-    """Start measuring peak memory from now; return the memory in use now, in MiB.
-
-    CUDA: GPU memory allocated. CPU: the resident memory (RSS); on Linux its peak is reset to it
-    (/proc/self/clear_refs), so that the peak is the training's, not the loading's.
-    """
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated() / 2**20
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:  # not Linux: the peak stays the process's
-        pass
-    return _proc_status_mb("VmRSS") or peak_memory_mb()
-
-
-def peak_memory_mb() -> float:
-    """Peak GPU memory allocated (CUDA), else peak resident memory (CPU), since `start_memory_peak`."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    peak = _proc_status_mb("VmHWM")
-    if peak is not None:
-        return peak
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def train(

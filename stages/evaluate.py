@@ -9,11 +9,11 @@ from squad_ft.data import load_jsonl, overlap_with
 from squad_ft.features import count_long_questions
 from squad_ft.inference import answer_questions, load_model
 from squad_ft.metric import question_scores
+from squad_ft.modeling import SUMMARY_FILE
 from squad_ft.postprocess import answer_texts
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
 from squad_ft.stats import scores_with_intervals
-from squad_ft.training import SUMMARY_FILE
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ split is dropped (and counted); the first heldout.n_examples of the rest are kep
 """
 from itertools import islice
 
-from squad_ft.data import check_count, load_jsonl, save_jsonl, stream_examples, unseen_examples
+from squad_ft.data import load_jsonl, save_jsonl, stream_examples, unseen_examples
 from squad_ft.errors import UserError
 from squad_ft.inputs import read_fingerprint
 from squad_ft.params import load_params
@@ -16,7 +16,6 @@ def main() -> None:
     paths = stage_arguments(__doc__.splitlines()[0], "train", "input", "out", "counts")
     params = load_params()["heldout"]
     source, wanted = str(params["source"]), params["n_examples"]
-    check_count(wanted, "heldout")
     counts = {}
     candidates = stream_examples(source, None, "heldout", str(params["split"]), params["revision"])
     unseen = unseen_examples(candidates, load_jsonl(paths.train), counts)

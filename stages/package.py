@@ -2,16 +2,17 @@
 
 `full` and `lora` are the trained folders as they are (safetensors, config, tokenizer);
 `lora-merged` is the LoRA adapter merged into its base model, a plain `transformers` folder
-for users without `peft`. Each gets a README.md model card from this run's params and metrics.
+for users without `peft`. Each gets a README.md model card from this run's params and metrics,
+and the window and decoding settings it was evaluated with (inference_settings.json), which
+`squad_ft.predict` uses.
 """
 import json
 import shutil
 
 from squad_ft.card import model_card
-from squad_ft.modeling import check_model_folder, load_tokenizer, load_trained
+from squad_ft.modeling import SETTINGS_FILE, SUMMARY_FILE, check_model_folder, load_tokenizer, load_trained, settings_of
 from squad_ft.params import load_params
-from squad_ft.stage import atomic_output, run_stage, stage_arguments
-from squad_ft.training import SUMMARY_FILE
+from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
 
 
 def main() -> None:
@@ -26,6 +27,7 @@ def main() -> None:
         else:
             check_model_folder(paths.trained)
             shutil.copytree(paths.trained, out, ignore=shutil.ignore_patterns(SUMMARY_FILE))
+        write_json(out / SETTINGS_FILE, settings_of(params))  # what predict windows and decodes with
         (out / "README.md").write_text(model_card(paths.variant, params, evaluations))
     print(f"{paths.variant} -> {paths.out}")
 

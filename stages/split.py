@@ -5,14 +5,13 @@ from squad_ft.stage import atomic_output, run_stage, stage_arguments
 
 
 def main() -> None:
-    paths = stage_arguments(__doc__, "subset", "out")
+    paths = stage_arguments(__doc__, "subset", "train", "test")
     params = load_params()["data"]
     splits = split_examples(load_jsonl(paths.subset), params["test_size"], params["seed"])
-    with atomic_output(paths.out) as out:
-        out.mkdir()
-        for name, examples in splits.items():
-            save_jsonl(examples, out / f"{name}.jsonl")
-    print(f"train {len(splits['train'])} / test {len(splits['test'])} examples -> {paths.out}")
+    for name in ("train", "test"):
+        with atomic_output(getattr(paths, name)) as out:
+            save_jsonl(splits[name], out)
+    print(f"train {len(splits['train'])} -> {paths.train} / test {len(splits['test'])} -> {paths.test}")
 
 
 if __name__ == "__main__":

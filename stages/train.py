@@ -9,11 +9,13 @@ from pathlib import Path
 import datasets
 from transformers import set_seed
 
+from squad_ft.device import is_main_process, world_size
 from squad_ft.inputs import read_fingerprint
-from squad_ft.modeling import build_model, load_tokenizer, record_base_model
+from squad_ft.memory import use_huge_pages
+from squad_ft.modeling import SUMMARY_FILE, build_model, load_tokenizer, record_base_model
 from squad_ft.params import load_params
 from squad_ft.stage import atomic_output, relaunch_under_torchrun, run_stage, stage_arguments, write_json
-from squad_ft.training import SUMMARY_FILE, is_main_process, run_key, train, world_size
+from squad_ft.training import run_key, train
 
 CODE_DIRS = (Path("squad_ft"), Path("stages"))  # the code a checkpoint belongs to
 
@@ -21,6 +23,7 @@ CODE_DIRS = (Path("squad_ft"), Path("stages"))  # the code a checkpoint belongs 
 def main() -> None:
     paths = stage_arguments(__doc__.splitlines()[0], "features", "inputs", "model-dir", "live-dir", "checkpoints",
                             mode=True)
+    use_huge_pages()  # before the model is loaded: PyTorch reads it at its first large allocation
     params = load_params()
     if params["train"]["nproc"] > 1 and world_size() == 1:
         relaunch_under_torchrun(params["train"]["nproc"])  # back here in each process, with WORLD_SIZE set

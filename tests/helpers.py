@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from itertools import product
 from pathlib import Path
 
 import yaml
@@ -78,18 +79,36 @@ def write_project(directory: Path, **overrides: dict) -> Path:
     return directory
 
 
+def _items(definition: dict) -> dict[str, object]:
+    """{key: item} of a foreach or matrix stage, keyed as DVC names its stages (`train@full`, `evaluate@full-test`)."""
+    if "matrix" in definition:
+        names, values = zip(*definition["matrix"].items())
+        return {"-".join(map(str, combination)): dict(zip(names, combination)) for combination in product(*values)}
+    items = definition["foreach"]
+    return items if isinstance(items, dict) else {item: item for item in items}
+
+
 def stage_command(project: Path, stage: str) -> list[str]:
-    """The command of `stage` (e.g. "train@lora") as the project's dvc.yaml defines it."""
+    """The command of `stage` (e.g. "train@lora", "evaluate@full-test") as the project's dvc.yaml defines it."""
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     name, _, key = stage.partition("@")
     definition = stages[name]
     cmd = definition.get("do", definition)["cmd"]
     if key:
-        items = definition["foreach"]
-        item = items[key] if isinstance(items, dict) else key
+        item = _items(definition)[key]
         cmd = cmd.replace("${key}", key)
         cmd = re.sub(r"\$\{item(?:\.(\w+))?\}", lambda m: str(item[m.group(1)] if m.group(1) else item), cmd)
     return shlex.split(cmd)
+
+
+def init_repo(directory: Path, run) -> None:
+    """Make `directory` a git repository and a DVC project with this project's DVC config (its cache
+    type), and commit what it holds; `run(directory, *command)` runs each command."""
+    for command in (("git", "init", "-q"), ("dvc", "init", "-q")):
+        run(directory, *command)
+    (directory / ".dvc" / "config").write_bytes((ROOT / ".dvc" / "config").read_bytes())
+    for command in (("git", "add", "-A"), ("git", "commit", "-qm", "pipeline")):
+        run(directory, *command)
 
 
 def run_stage(stage: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -132,3 +151,24 @@ def set_params(project, section, **values):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params[section].update(values)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def tiny_distilbert(**config):
+    """A 2-layer DistilBERT QA model, seeded; `config` overrides its settings (e.g. dropouts)."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering
+
+    torch.manual_seed(0)
+    return DistilBertForQuestionAnswering(DistilBertConfig(
+        vocab_size=50, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, **config))
+
+
+def tiny_bert(**config):
+    """A 2-layer BERT QA model, seeded; `config` overrides its settings (e.g. dropouts)."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    return BertForQuestionAnswering(BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, **config))

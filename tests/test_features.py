@@ -5,9 +5,8 @@ import pytest
 from helpers import SAMPLE_SQUAD, make_examples
 
 from squad_ft.data import load_examples
-from squad_ft.features import check_window, count_long_questions, eval_features, tokenize, train_features
+from squad_ft.features import count_long_questions, eval_features, tokenize, train_features
 from squad_ft.postprocess import best_answers
-from squad_ft.errors import UserError
 
 MAX_LENGTH, STRIDE = 128, 32  # short windows: most real contexts span several features
 WINDOW = {"max_length": MAX_LENGTH, "doc_stride": STRIDE, "max_question_length": 64}
@@ -92,15 +91,6 @@ def test_nothing_is_padded(minilm_tokenizer):
     examples = datasets.Dataset.from_list(make_examples(4))
     encoded = train_features(examples[:], minilm_tokenizer, DEFAULT_WINDOW)
     assert all(minilm_tokenizer.pad_token_id not in ids for ids in encoded["input_ids"])
-
-
-@pytest.mark.parametrize("max_length, stride, max_question, match", [
-    (384, 0, 64, "doc_stride"), (128, 128, 64, "doc_stride"), (1024, 128, 64, "exceeds"),
-    (192, 128, 64, "model.max_question_length 64 leaves 125 context tokens"),
-])
-def test_bad_window_settings(minilm_tokenizer, max_length, stride, max_question, match):
-    with pytest.raises(UserError, match=match):
-        check_window(minilm_tokenizer, {"max_length": max_length, "doc_stride": stride, "max_question_length": max_question})
 
 
 def test_a_question_longer_than_the_window_is_cut_to_max_question_length(real_examples, minilm_tokenizer):

@@ -4,12 +4,12 @@ from functools import partial
 
 import pytest
 import torch
+from helpers import tiny_bert, tiny_distilbert
 from peft import LoraConfig, TaskType, get_peft_model
 
-from benchmarks.saved_tensors import saved_megabytes
 from squad_ft import fused_lora, modeling
+from squad_ft.memory import saved_for_backward_mb
 from squad_ft.modeling import QA_HEAD, add_lora
-from test_modeling import tiny_bert, tiny_distilbert
 
 # without dropout, so that two forward passes can be compared exactly
 tiny_distilbert = partial(tiny_distilbert, dropout=0.0, attention_dropout=0.0, qa_dropout=0.0)
@@ -102,6 +102,9 @@ def test_adapter_dropout_takes_peft_own_path(fused_calls):
     plain_loss, plain_grads = loss_and_gradients(plain)
     assert fused_calls == []
     torch.testing.assert_close(fused_loss, plain_loss)  # same seed, same dropout masks
+    assert fused_grads.keys() == plain_grads.keys()
+    for name, gradient in fused_grads.items():
+        torch.testing.assert_close(gradient, plain_grads[name], msg=name)
 
 
 def test_disabled_adapters_give_the_base_model(fused_calls):
@@ -118,8 +121,8 @@ def test_layers_fed_by_gelu_save_its_input_instead_of_its_output(monkeypatch):
     keeping = add_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear")
     monkeypatch.setattr(modeling, "keep_gelu_inputs", lambda model: None)
     not_keeping = add_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear")
-    saved_keeping, _ = saved_megabytes(keeping.train(), batch)
-    saved_not_keeping, _ = saved_megabytes(not_keeping.train(), batch)
+    saved_keeping, _ = saved_for_backward_mb(keeping.train(), batch)
+    saved_not_keeping, _ = saved_for_backward_mb(not_keeping.train(), batch)
     gelu_outputs = 2 * 3 * 12 * 64 * 4  # blocks x batch x tokens x feed-forward width x 4 bytes
     assert (saved_not_keeping - saved_keeping) * 2**20 == pytest.approx(gelu_outputs)
 

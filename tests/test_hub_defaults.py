@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import ROOT, SAMPLE_SQUAD, write_project
+from helpers import ROOT, SAMPLE_SQUAD, init_repo, write_project
 from stand_in_hub import Repository, StandInHub
 
 from squad_ft.data import load_examples
@@ -97,8 +97,7 @@ def test_the_defaults_run_end_to_end_on_the_pinned_hub_revisions(stand_ins, tmp_
            "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"),
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "p"]):
-        subprocess.run(command, cwd=repo, env=env, check=True, capture_output=True)
+    init_repo(repo, lambda cwd, *command: subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True))
 
     with StandInHub(stand_ins) as hub:
         result = subprocess.run(["dvc", "repro"], cwd=repo, env={**env, "HF_ENDPOINT": hub.url},
@@ -124,12 +123,12 @@ def test_the_defaults_run_end_to_end_on_the_pinned_hub_revisions(stand_ins, tmp_
     for name in ("data", "heldout"):
         assert json.loads((repo / f"data/inputs/{name}.json").read_text()) == {
             "source": DATASET, "local": False, "revision": DATASET_REVISION}
-    for metrics in ("metrics/full.json", "metrics/heldout/lora.json"):
+    for metrics in ("metrics/test/full.json", "metrics/heldout/lora.json"):
         inputs = json.loads((repo / metrics).read_text())["inputs"]
         assert (inputs["model"]["revision"], inputs["data"]["revision"]) == (MODEL_REVISION, DATASET_REVISION)
     assert json.loads((repo / "metrics/heldout/data.json").read_text())["input"]["revision"] == DATASET_REVISION
     adapter = json.loads((repo / "models/lora/adapter_config.json").read_text())
     assert (adapter["base_model_name_or_path"], adapter["revision"]) == (MODEL, MODEL_REVISION)
-    held_out = [json.loads(line)["id"] for line in (repo / "data/heldout.jsonl").read_text().splitlines()]
+    held_out = [json.loads(line)["id"] for line in (repo / "data/split/heldout.jsonl").read_text().splitlines()]
     assert len(held_out) == 20 and held_out[0] == load_examples(str(SAMPLE_SQUAD), 2801)[2800]["id"]
     assert "Pre-trained encoder: distilbert-base-uncased (Hub, revision " in (repo / "models/full/README.md").read_text()

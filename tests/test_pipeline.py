@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import yaml
-from helpers import make_examples, tiny_params, write_jsonl, write_project
+from helpers import init_repo, make_examples, tiny_params, write_jsonl, write_project
 
 EVALUATIONS = {f"evaluate@{mode}-{eval_set}" for mode in ("full", "lora") for eval_set in ("test", "heldout")}
 PACKAGES = {"package@full", "package@lora", "package@lora-merged"}
@@ -50,48 +50,72 @@ def repo(tmp_path_factory, tiny_model_dir):
     model = shutil.copytree(tiny_model_dir, root / "model")  # its own copy: a test replaces its weights
     (root / "repo").mkdir()
     repo = write_project(root / "repo", **tiny_params(source, model, heldout=heldout))
-    run(repo, "git", "init", "-q")
-    run(repo, "dvc", "init", "-q")
+    init_repo(repo, run)
+    first_run = run(repo, "dvc", "repro")
     run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "pipeline")
-    return repo, run(repo, "dvc", "repro")
+    run(repo, "git", "commit", "-qm", "first run")
+    return repo, first_run
 
 
-def test_repro_runs_every_stage_and_writes_the_outputs(repo):
-    repo, first_run = repo
+def read_ids(path: Path) -> set[str]:
+    return {json.loads(line)["id"] for line in path.read_text().splitlines()}
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def test_repro_runs_every_stage_once(repo):
+    _, first_run = repo
     assert stages_run(first_run) == ALL_STAGES
-    test_ids = {json.loads(line)["id"] for line in (repo / "data/split/test.jsonl").read_text().splitlines()}
-    assert len(test_ids) == 8
-    heldout_ids = {json.loads(line)["id"] for line in (repo / "data/heldout.jsonl").read_text().splitlines()}
-    assert heldout_ids == {f"h{i:04d}" for i in range(30)}  # exactly the unseen articles
-    data = json.loads((repo / "metrics/heldout/data.json").read_text())
+
+
+def test_the_test_split_and_heldout_set_hold_the_right_questions(repo):
+    repo, _ = repo
+    assert len(read_ids(repo / "data/split/test.jsonl")) == 8
+    assert read_ids(repo / "data/split/heldout.jsonl") == {f"h{i:04d}" for i in range(30)}  # exactly the unseen articles
+    data = read_json(repo / "metrics/heldout/data.json")
     assert (data["candidates"], data["dropped_seen_article"], data["heldout_examples"]) == (70, 40, 30)
-    for mode in ("full", "lora"):
-        for eval_set, ids, prefix in (("test", test_ids, ""), ("heldout", heldout_ids, "heldout/")):
-            metrics = json.loads((repo / f"metrics/{prefix}{mode}.json").read_text())
-            for key in ("trainable_params", "total_params", "train_runtime_s", "train_features_per_s",
-                        "model_memory_mb", "peak_memory_mb",
-                        "initial_loss", "final_loss", "device"):
-                assert key in metrics, key
-            assert (metrics["mode"], metrics["eval_set"], metrics[f"{eval_set}_examples"]) == (mode, eval_set, len(ids))
-            assert 0 <= metrics["exact_match"] <= metrics["f1"] <= 100
-            for score in ("exact_match", "f1"):
-                low, high = metrics[f"{score}_ci"]
-                assert 0 <= low <= metrics[score] <= high <= 100
-            assert set(json.loads((repo / f"data/predictions/{prefix}{mode}.json").read_text())) == ids
-        assert (repo / f"dvclive/{mode}/plots/metrics/loss.tsv").exists()
-        test_metrics = json.loads((repo / f"metrics/{mode}.json").read_text())
-        assert test_metrics["test_paragraph_overlap"] == test_metrics["test_article_overlap"] == 1.0
-        heldout_metrics = json.loads((repo / f"metrics/heldout/{mode}.json").read_text())
-        assert heldout_metrics["heldout_paragraph_overlap"] == heldout_metrics["heldout_article_overlap"] == 0.0
-    for prefix, n in (("", 8), ("heldout/", 30)):
-        comparison = json.loads((repo / f"metrics/{prefix}lora_vs_full.json").read_text())
-        assert comparison["questions"] == n
-        low, high = comparison["f1_difference_ci"]
-        assert low <= comparison["f1_difference"] <= high
-    full, lora = (json.loads((repo / f"metrics/{m}.json").read_text()) for m in ("full", "lora"))
-    assert full["trainable_params"] == full["total_params"]
-    assert 66 < lora["trainable_params"] < full["trainable_params"]  # adapters + head, not the head alone
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("eval_set", ["test", "heldout"])
+def test_each_evaluation_scores_its_own_questions_with_intervals(repo, mode, eval_set):
+    repo, _ = repo
+    ids = read_ids(repo / f"data/split/{eval_set}.jsonl")
+    metrics = read_json(repo / f"metrics/{eval_set}/{mode}.json")
+    assert (metrics["mode"], metrics["eval_set"], metrics[f"{eval_set}_examples"]) == (mode, eval_set, len(ids))
+    assert set(read_json(repo / f"data/predictions/{eval_set}/{mode}.json")) == ids
+    for score in ("exact_match", "f1"):
+        low, high = metrics[f"{score}_ci"]
+        assert 0 <= low <= metrics[score] <= high <= 100
+    overlap = 1.0 if eval_set == "test" else 0.0  # the test split shares its paragraphs; held-out nothing
+    assert metrics[f"{eval_set}_paragraph_overlap"] == metrics[f"{eval_set}_article_overlap"] == overlap
+    summary = read_json(repo / f"data/trained/{mode}/train_summary.json")
+    assert {key: metrics[key] for key in summary} == summary  # the training's own figures, as it wrote them
+
+
+@pytest.mark.parametrize("eval_set, questions", [("test", 8), ("heldout", 30)])
+def test_each_comparison_pairs_lora_and_full_on_the_same_questions(repo, eval_set, questions):
+    repo, _ = repo
+    comparison = read_json(repo / f"metrics/{eval_set}/lora_vs_full.json")
+    full, lora = (read_json(repo / f"metrics/{eval_set}/{mode}.json") for mode in ("full", "lora"))
+    assert comparison["questions"] == questions
+    for score in ("exact_match", "f1"):  # the mean of per-question differences is the difference of means
+        assert comparison[f"{score}_difference"] == pytest.approx(lora[score] - full[score], abs=0.0151)  # each rounded to 2 decimals
+        low, high = comparison[f"{score}_difference_ci"]
+        assert low <= comparison[f"{score}_difference"] <= high
+
+
+def test_lora_trains_its_adapters_and_the_head_full_fine_tuning_everything(repo):
+    repo, _ = repo
+    full, lora = (read_json(repo / f"metrics/test/{mode}.json") for mode in ("full", "lora"))
+    assert full["trainable_params"] == full["total_params"] == lora["total_params"]
+    assert 66 < lora["trainable_params"] < full["trainable_params"]  # adapters + head (2 x 32 + 2), not the head alone
+
+
+def test_the_report_has_every_row_and_the_loss_plot(repo):
+    repo, _ = repo
     report = (repo / "metrics/report.md").read_text()
     for row in ("| Trained params ", "| Test: F1 ", "| Held-out: exact match ", "| Held-out: questions "):
         assert row in report, row
@@ -99,10 +123,36 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     assert (repo / "metrics/loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def predict(*args: str, cwd: Path, code: Path) -> str:
+def test_outputs_have_one_home_and_shared_weights_are_stored_once(repo):
+    repo, _ = repo
+    assert sorted(path.name for path in (repo / "models").iterdir()) == ["full", "lora", "lora-merged"]
+    assert sorted(path.name for path in (repo / "metrics").iterdir()) == ["heldout", "loss.png", "report.md", "test"]
+    for eval_set in ("test", "heldout"):
+        assert sorted(path.name for path in (repo / "metrics" / eval_set).iterdir()) == \
+            sorted(["full.json", "lora.json", "lora_vs_full.json"] + (["data.json"] if eval_set == "heldout" else []))
+    for mode, weights in (("full", "model.safetensors"), ("lora", "adapter_model.safetensors")):
+        trained, packaged = (repo / folder / mode / weights for folder in ("data/trained", "models"))
+        assert trained.read_bytes() == packaged.read_bytes()
+        assert trained.stat().st_ino == packaged.stat().st_ino  # one file on disk: hard links into DVC's cache
+
+
+def test_the_model_folders_are_dvc_artifacts(repo, tmp_path):
+    repo, _ = repo
+    for name, variant in (("squad-ft-full", "full"), ("squad-ft-lora", "lora"), ("squad-ft-lora-merged", "lora-merged")):
+        out = tmp_path / name
+        run(tmp_path, "dvc", "artifacts", "get", str(repo), name, "-o", str(out))
+        packaged = repo / "models" / variant
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in packaged.iterdir())
+        for file in packaged.iterdir():
+            assert (out / file.name).read_bytes() == file.read_bytes(), file
+
+
+def predict(*args: str, cwd: Path, code: Path) -> subprocess.CompletedProcess:
     """`python -m squad_ft.predict ...` from `cwd`, with the project's code from `code`."""
-    return run(cwd, sys.executable, "-m", "squad_ft.predict", *args, "--max-length", "64", "--doc-stride", "16",
-               "--max-question-length", "16", env={"PYTHONPATH": str(code)})
+    result = subprocess.run([sys.executable, "-m", "squad_ft.predict", *args], cwd=cwd, capture_output=True, text=True,
+                            env={**ENV, "PYTHONPATH": str(code)})
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def test_model_folders_are_hub_ready_and_answer_from_anywhere(repo, tmp_path):
@@ -115,7 +165,7 @@ def test_model_folders_are_hub_ready_and_answer_from_anywhere(repo, tmp_path):
         metadata = yaml.safe_load(card.split("---")[1])
         assert metadata["pipeline_tag"] == "question-answering"
         [test, heldout] = metadata["model-index"][0]["results"]
-        assert test["metrics"][1]["value"] == json.loads((repo / f"metrics/{mode}.json").read_text())["f1"]
+        assert test["metrics"][1]["value"] == read_json(repo / f"metrics/test/{mode}.json")["f1"]
         assert heldout["metrics"][0]["value"] == json.loads((repo / f"metrics/heldout/{mode}.json").read_text())[
             "exact_match"]
     assert json.loads((repo / "models/lora/adapter_config.json").read_text())["base_model_name_or_path"] == \
@@ -128,16 +178,20 @@ def test_model_folders_are_hub_ready_and_answer_from_anywhere(repo, tmp_path):
     for variant in ("full", "lora", "lora-merged"):
         copy = shutil.copytree(repo / "models" / variant, elsewhere / variant)
         answer = json.loads(predict("--model", str(copy), "--question", "What is the capital of italy?",
-                                    "--context", context, cwd=tmp_path, code=repo).strip().splitlines()[-1])
+                                    "--context", context, cwd=tmp_path, code=repo).stdout.strip().splitlines()[-1])
         assert set(answer) == {"text", "score", "start", "end"}
         assert context[answer["start"]:answer["end"]] == answer["text"]
 
-    # a whole file: the same answers and scores as the evaluate stage (one inference path)
-    output = predict("--model", str(repo / "models/full"), "--input", str(repo / "data/heldout.jsonl"),
-                     "--output", str(tmp_path / "answers.json"), "--batch-size", "16", cwd=repo, code=repo)
-    assert json.loads((tmp_path / "answers.json").read_text()) == json.loads(
-        (repo / "data/predictions/heldout/full.json").read_text())
-    scores = json.loads(output.strip().splitlines()[-1])
+
+def test_predict_decodes_with_the_settings_the_folder_was_evaluated_with(repo, tmp_path):
+    """No flags: the packaged folder's window (max_length 64, not the pipeline's default 384) and decoding;
+    the same answers and scores as the evaluate stage (one inference path)."""
+    repo, _ = repo
+    result = predict("--model", str(repo / "models/full"), "--input", str(repo / "data/split/heldout.jsonl"),
+                     "--output", str(tmp_path / "answers.json"), cwd=repo, code=repo)
+    assert "window: max_length 64, doc_stride 16, max_question_length 16; decoding: batch_size 16, " in result.stderr
+    assert read_json(tmp_path / "answers.json") == read_json(repo / "data/predictions/heldout/full.json")
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
     metrics = json.loads((repo / "metrics/heldout/full.json").read_text())
     assert scores == {"exact_match": metrics["exact_match"], "f1": metrics["f1"]}
 
@@ -147,16 +201,14 @@ def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
     output = run(repo, "dvc", "repro")
     assert stages_run(output) == {"inputs"}  # it always runs; what it found had not changed
 
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "first run")
     output = run(repo, "dvc", "exp", "run", "-S", "lora.r=8")
     # the comparisons re-run only if LoRA's predictions changed (DVC compares their hashes)
     assert stages_run(output) - {"compare@test", "compare@heldout"} == {
         "inputs", "train@lora", "evaluate@lora-test", "evaluate@lora-heldout", "report", "package@lora", "package@lora-merged"}
 
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
-    assert "metrics/full.json" not in diff and "metrics/heldout/full.json" not in diff  # full did not move
-    trainable = diff["metrics/lora.json"]["trainable_params"]
+    assert "metrics/test/full.json" not in diff and "metrics/heldout/full.json" not in diff  # full did not move
+    trainable = diff["metrics/test/lora.json"]["trainable_params"]
     assert trainable["new"] == 2 * (trainable["old"] - 66) + 66  # rank 4 -> 8 doubles the adapters
 
 
@@ -211,7 +263,7 @@ def test_an_edited_heldout_file_reruns_only_the_heldout_stages(repo):
     output = run(repo, "dvc", "repro")
     assert stages_run(output) == {"inputs", "heldout", "evaluate@full-heldout", "evaluate@lora-heldout",
                                   "compare@heldout", "report", *PACKAGES}
-    questions = [json.loads(line)["question"] for line in (repo / "data/heldout.jsonl").read_text().splitlines()]
+    questions = [json.loads(line)["question"] for line in (repo / "data/split/heldout.jsonl").read_text().splitlines()]
     assert "Which city is the capital" in " ".join(questions)
     fingerprint = json.loads((repo / "data/inputs/heldout.json").read_text())
     assert fingerprint["sha256"] == hashlib.sha256(heldout.read_bytes()).hexdigest()
@@ -253,16 +305,16 @@ def test_replaced_model_weights_invalidate_tokenize_and_training(repo):
 
 def test_two_processes_under_torchrun_train_like_one(repo):
     repo, _ = repo
-    before = {mode: json.loads((repo / f"metrics/{mode}.json").read_text()) for mode in ("full", "lora")}
+    before = {mode: read_json(repo / f"metrics/test/{mode}.json") for mode in ("full", "lora")}
     output = run(repo, "dvc", "exp", "run", "-S", "train.nproc=2")
     assert "under torchrun with 2 processes" in output
     assert {"train@full", "train@lora"} <= stages_run(output)
     for mode, one in before.items():
-        two = json.loads((repo / f"metrics/{mode}.json").read_text())
+        two = read_json(repo / f"metrics/test/{mode}.json")
         assert (one["world_size"], two["world_size"]) == (1, 2)
         assert two["initial_loss"] == pytest.approx(one["initial_loss"], rel=0.05)  # the same initialisation
         assert two["final_loss"] == pytest.approx(one["final_loss"], rel=0.1)  # the same global batch of 8
         # No comparison of scores: the tiny model ends near its initial loss, and its F1 on 8
         # test questions moved 100 -> 50 in a CI run whose final losses agreed to 0.05%.
-    assert len(list((repo / "models/trained/lora").glob("adapter_model.safetensors"))) == 1
-    assert not list(repo.glob("models/.*.tmp")) and not list(repo.glob(".checkpoints/*"))
+    assert len(list((repo / "data/trained/lora").glob("adapter_model.safetensors"))) == 1
+    assert not list(repo.glob("data/trained/.*.tmp")) and not list(repo.glob(".checkpoints/*"))

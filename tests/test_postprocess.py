@@ -1,10 +1,8 @@
 """n-best span decoding over all the features of an example."""
 import numpy as np
-import pytest
 from datasets import Dataset
 
 from squad_ft.postprocess import best_answers
-from squad_ft.errors import UserError
 
 CONTEXT = "The cat sat on the mat"
 #          0   4   8   12 15  19
@@ -61,12 +59,6 @@ def test_best_span_over_several_features_and_padding_ignored():
     # "cat sat" scores 6 in the first feature, "the mat" 8 in the second; position 8 of the
     # first feature is padding and never a candidate
     assert decode(features, starts, ends) == "the mat"
-
-
-def test_n_best_and_max_answer_length_must_be_positive():
-    features = [{"example_id": "e1", "offset_mapping": feature(WORDS)}]
-    with pytest.raises(UserError, match="evaluate.n_best"):
-        decode(features, [logits(10)], [logits(10)], n_best=0)
 
 
 def test_answers_carry_their_score_and_character_offsets():

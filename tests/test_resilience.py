@@ -16,7 +16,6 @@ import yaml
 from helpers import assert_clean_failure, run_stage, set_params, stage_command
 
 from squad_ft.modeling import load_pretrained, load_tokenizer, load_trained
-from squad_ft.params import check_params
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
 
@@ -91,12 +90,12 @@ def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, m
     reference = run_stage(f"train@{mode}", cwd=project)
     assert reference.returncode == 0, reference.stderr
     assert "resuming" not in reference.stdout
-    expected_weights = (project / f"models/trained/{mode}/{weights}").read_bytes()
-    expected_summary = json.loads((project / f"models/trained/{mode}/train_summary.json").read_text())
+    expected_weights = (project / f"data/trained/{mode}/{weights}").read_bytes()
+    expected_summary = json.loads((project / f"data/trained/{mode}/train_summary.json").read_text())
     expected_log = without_timestamps(project / f"dvclive/{mode}/plots/metrics/loss.tsv")
     assert not list(project.glob(".checkpoints/*")), "checkpoints are removed when the stage finishes"
 
-    shutil.rmtree(project / f"models/trained/{mode}")  # as dvc repro removes a stage's outputs before running it
+    shutil.rmtree(project / f"data/trained/{mode}")  # as dvc repro removes a stage's outputs before running it
     process = start_stage(f"train@{mode}", project)
     wait_for(lambda: mid_epoch_checkpoint(project))
     process.kill()  # SIGKILL: nothing can clean up
@@ -107,8 +106,8 @@ def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, m
     resumed = run_stage(f"train@{mode}", cwd=project)
     assert resumed.returncode == 0, resumed.stderr
     assert f"(step {killed_at})" in resumed.stdout  # resumed: only the remaining steps ran
-    assert (project / f"models/trained/{mode}/{weights}").read_bytes() == expected_weights
-    summary = json.loads((project / f"models/trained/{mode}/train_summary.json").read_text())
+    assert (project / f"data/trained/{mode}/{weights}").read_bytes() == expected_weights
+    summary = json.loads((project / f"data/trained/{mode}/train_summary.json").read_text())
     for key in ("initial_loss", "final_loss", "trainable_params", "total_params"):
         assert summary[key] == expected_summary[key], key
     assert without_timestamps(project / f"dvclive/{mode}/plots/metrics/loss.tsv") == expected_log  # every step's loss
@@ -134,27 +133,33 @@ def test_model_folders_hold_no_pickle_and_a_copied_adapter_loads(long_training, 
     set_params(project, "full", epochs=1)
     for stage in ("train@full", "train@lora"):
         assert run_stage(stage, cwd=project).returncode == 0
-    files = [path for path in (project / "models").rglob("*") if path.is_file()]
+    files = [path for path in (project / "data/trained").rglob("*") if path.is_file()]
     assert files and not [path for path in files if path.suffix in PICKLE_SUFFIXES]
 
     name = yaml.safe_load((project / "params.yaml").read_text())["model"]["name"]
-    config = json.loads((project / "models/trained/lora/adapter_config.json").read_text())
+    config = json.loads((project / "data/trained/lora/adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == name  # as configured, not a path into a cache
-    copy = shutil.copytree(project / "models/trained/lora", tmp_path / "elsewhere" / "lora")
-    original, copied = load_trained(project / "models/trained/lora"), load_trained(copy, base_model=name)
+    copy = shutil.copytree(project / "data/trained/lora", tmp_path / "elsewhere" / "lora")
+    original, copied = load_trained(project / "data/trained/lora"), load_trained(copy, base_model=name)
     for (key, a), (_, b) in zip(original.state_dict().items(), copied.state_dict().items()):
         assert a.equal(b), key
 
 
+def predict(project: Path, folder: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "squad_ft.predict", "--model", str(folder), *flags,
+                           "--question", "What is the capital of italy?", "--context", "the capital of italy is rome ."],
+                          cwd=project, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
 @pytest.fixture
 def corrupt_model(tokenized, tiny_model_dir) -> Path:
-    """A full model folder at models/trained/full whose weights file is cut in half, as a crash mid-copy leaves it."""
-    folder = tokenized / "models/trained/full"
+    """A full model folder at data/trained/full whose weights file is cut in half, as a crash mid-copy leaves it."""
+    folder = tokenized / "data/trained/full"
     load_pretrained(str(tiny_model_dir)).save_pretrained(folder)
     load_tokenizer(str(tiny_model_dir)).save_pretrained(folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
-    for metrics in ("metrics/full.json", "metrics/heldout/full.json"):  # what package reads first
+    for metrics in ("metrics/test/full.json", "metrics/heldout/full.json"):  # what package reads first
         (tokenized / metrics).parent.mkdir(parents=True, exist_ok=True)
         (tokenized / metrics).write_text("{}")
     return folder
@@ -163,13 +168,26 @@ def corrupt_model(tokenized, tiny_model_dir) -> Path:
 @pytest.mark.parametrize("command", ["evaluate@full-test", "package@full", "predict"])
 def test_a_corrupt_model_folder_is_one_line_naming_the_file(corrupt_model, command):
     project = corrupt_model.parents[2]
-    if command == "predict":
-        result = subprocess.run([sys.executable, "-m", "squad_ft.predict", "--model", str(corrupt_model),
-                                 "--question", "What is it?", "--context", "It is a test ."],
-                                cwd=project, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    else:
-        result = run_stage(command, cwd=project)
-    assert_clean_failure(result, "models/trained/full: cannot read model.safetensors", "corrupt or incomplete")
+    result = predict(project, corrupt_model) if command == "predict" else run_stage(command, cwd=project)
+    assert_clean_failure(result, "data/trained/full: cannot read model.safetensors", "corrupt or incomplete")
+
+
+def test_predict_needs_every_setting_for_a_folder_that_records_none(tokenized, tiny_model_dir):
+    """A training output has no inference_settings.json: predict names the flags it needs, and with them answers."""
+    folder = tokenized / "data/trained/full"
+    load_pretrained(str(tiny_model_dir)).save_pretrained(folder)
+    load_tokenizer(str(tiny_model_dir)).save_pretrained(folder)
+    assert_clean_failure(predict(tokenized, folder), "records no inference_settings.json",
+                         "give --max-length --doc-stride --max-question-length --batch-size --n-best --max-answer-length")
+    flags = ("--max-length", "48", "--doc-stride", "8", "--max-question-length", "16", "--batch-size", "4",
+             "--n-best", "5", "--max-answer-length", "10")
+    result = predict(tokenized, folder, *flags)
+    assert result.returncode == 0, result.stderr
+    assert "window: max_length 48, doc_stride 8, max_question_length 16; decoding: batch_size 4, n_best 5, " \
+        "max_answer_length 10" in result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "the capital of italy is rome ."[answer["start"]:answer["end"]] == answer["text"]
+    assert_clean_failure(predict(tokenized, folder, *flags[:-1], "0"), "evaluate.max_answer_length must be a positive integer")
 
 
 @pytest.mark.parametrize("section, key, value, fragment", [
@@ -211,16 +229,10 @@ def test_an_unreachable_hub_fails_fast_with_one_line(tokenized, section, key, va
     (lambda p: p["train"].update(gradient_checkpointing="on"),
      "params.yaml: train.gradient_checkpointing must be true or false, got 'on'"),
     (lambda p: p["train"].update(attention_dropout="none"),
-     "params.yaml: train.attention_dropout must be a number or null, got 'none'"),
+     "params.yaml: train.attention_dropout must be a number in [0, 1) or null, got 'none'"),
 ])
 def test_a_missing_or_mistyped_parameter_is_one_line(tokenized, edit, fragment):
     params = yaml.safe_load((tokenized / "params.yaml").read_text())
     edit(params)
     (tokenized / "params.yaml").write_text(yaml.safe_dump(params))
     assert_clean_failure(run_stage("split", cwd=tokenized), fragment)
-
-
-def test_numbers_in_exponent_form_are_numbers():
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    params["full"]["learning_rate"] = "2e-4"  # how PyYAML reads `2e-4`, which DVC writes
-    assert check_params(params)["full"]["learning_rate"] == 2e-4

@@ -1,6 +1,5 @@
 """Stage scripts: one-line errors, non-zero exit, no partial output; unreachable Hub inputs."""
 import json
-import shutil
 
 import pytest
 from helpers import assert_clean_failure, make_examples, run_stage, set_params, write_jsonl
@@ -52,10 +51,8 @@ def test_unreachable_hub_dataset_names_the_parameter(project):
 
 
 def test_split_rejects_test_size_outside_0_1(tokenized):
-    shutil.rmtree(tokenized / "data" / "split")  # as DVC removes a stage's outputs before running it
     set_params(tokenized, "data", test_size=1.2)
-    assert_clean_failure(run_stage("split", cwd=tokenized), "data.test_size")
-    assert not (tokenized / "data" / "split").exists()
+    assert_clean_failure(run_stage("split", cwd=tokenized), "data.test_size must be a number strictly between 0 and 1")
 
 
 def test_unreachable_hub_model_names_the_parameter(tokenized):
@@ -72,19 +69,27 @@ def test_train_rejects_bad_lora_settings_without_output(tokenized, lora, fragmen
     assert run_stage("tokenize", cwd=tokenized).returncode == 0
     set_params(tokenized, "lora", **lora)
     assert_clean_failure(run_stage("train@lora", cwd=tokenized), *fragments)
-    assert not (tokenized / "models" / "trained" / "lora").exists()
+    assert not (tokenized / "data" / "trained" / "lora").exists()
     assert not (tokenized / "dvclive" / "lora").exists()
 
 
-def test_training_is_reproducible(tokenized):
-    """Same params, same results: the QA head and LoRA initialisation are seeded too."""
+@pytest.mark.parametrize("mode, weights", [("full", "model.safetensors"), ("lora", "adapter_model.safetensors")])
+def test_training_is_reproducible(tokenized, mode, weights):
+    """Same params, same results: the same weights to the byte, the same predictions and scores (the QA head
+    and LoRA's initialisation are seeded too)."""
     assert run_stage("tokenize", cwd=tokenized).returncode == 0
-    summaries = []
+    runs = []
     for _ in range(2):
-        assert run_stage("train@lora", cwd=tokenized).returncode == 0
-        summary = json.loads((tokenized / "models/trained/lora/train_summary.json").read_text())
-        summaries.append({key: summary[key] for key in ("initial_loss", "final_loss", "trainable_params")})
-    assert summaries[0] == summaries[1]
+        for stage in (f"train@{mode}", f"evaluate@{mode}-test"):
+            assert run_stage(stage, cwd=tokenized).returncode == 0, stage
+        metrics = json.loads((tokenized / f"metrics/test/{mode}.json").read_text())
+        runs.append({
+            "weights": (tokenized / f"data/trained/{mode}/{weights}").read_bytes(),
+            "predictions": (tokenized / f"data/predictions/test/{mode}.json").read_text(),
+            "scores": {key: metrics[key] for key in ("exact_match", "f1", "exact_match_ci", "f1_ci")},
+            "losses": {key: metrics[key] for key in ("initial_loss", "final_loss")},
+        })
+    assert runs[0] == runs[1]
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
@@ -95,7 +100,7 @@ def test_gradient_checkpointing_changes_memory_not_results(tokenized, mode):
     for checkpointing in (False, True):
         set_params(tokenized, "train", gradient_checkpointing=checkpointing)
         assert run_stage(f"train@{mode}", cwd=tokenized).returncode == 0
-        summaries.append(json.loads((tokenized / f"models/trained/{mode}/train_summary.json").read_text()))
+        summaries.append(json.loads((tokenized / f"data/trained/{mode}/train_summary.json").read_text()))
     for key in ("initial_loss", "final_loss", "trainable_params"):
         assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-4), key
     for summary in summaries:  # the memory figures are the training phase's, on top of the loaded model
@@ -113,7 +118,7 @@ def test_heldout_keeps_only_unseen_articles_in_order(tokenized):
     write_jsonl(training_split(tokenized) + unseen, tokenized / "heldout.jsonl")
     set_params(tokenized, "heldout", source=str(tokenized / "heldout.jsonl"), n_examples=3)
     assert run_stage("heldout", cwd=tokenized).returncode == 0
-    kept = [json.loads(line)["id"] for line in (tokenized / "data/heldout.jsonl").read_text().splitlines()]
+    kept = [json.loads(line)["id"] for line in (tokenized / "data/split/heldout.jsonl").read_text().splitlines()]
     assert kept == [ex["id"] for ex in unseen[:3]]
     counts = json.loads((tokenized / "metrics/heldout/data.json").read_text())
     assert (counts["candidates"], counts["dropped_seen_article"], counts["unseen"], counts["heldout_examples"]) == (
@@ -143,5 +148,5 @@ def test_heldout_errors_name_the_parameter_and_leave_no_output(tokenized, heldou
     heldout = {"source": str(tokenized / "heldout.jsonl"), "n_examples": None, **heldout}
     set_params(tokenized, "heldout", **heldout)
     assert_clean_failure(run_stage("heldout", cwd=tokenized), *fragments)
-    assert not (tokenized / "data/heldout.jsonl").exists()
+    assert not (tokenized / "data/split/heldout.jsonl").exists()
     assert not (tokenized / "metrics/heldout/data.json").exists()

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from squad_ft.errors import UserError
 from squad_ft.stats import interval, paired_difference, scores_with_intervals
 
 SETTINGS = {"resamples": 2000, "seed": 0, "confidence": 0.95}
@@ -50,11 +49,3 @@ def test_scores_with_intervals_in_percent():
     summary = scores_with_intervals({"exact_match": [1.0, 0.0, 0.0, 1.0], "f1": [1.0, 0.5, 0.0, 1.0]}, SETTINGS)
     assert summary["exact_match"] == 50.0 and summary["f1"] == 62.5
     assert 0 <= summary["f1_ci"][0] <= 62.5 <= summary["f1_ci"][1] <= 100
-
-
-@pytest.mark.parametrize("settings, match", [
-    ({"resamples": 10}, "bootstrap.resamples"), ({"confidence": 95}, "bootstrap.confidence"),
-])
-def test_bad_settings_are_named(settings, match):
-    with pytest.raises(UserError, match=match):
-        interval([1.0, 0.0], {**SETTINGS, **settings})

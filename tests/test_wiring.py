@@ -54,15 +54,19 @@ def stage_definitions(dvc_yaml: dict):
         yield name, body["cmd"], body.get("deps", [])
 
 
+def needed_modules(cmd: str) -> set[str]:
+    """The project modules a stage's command runs on: those of its `python -m MODULE`, transitively."""
+    modules = re.findall(r"python -m ([\w.]+)", cmd)
+    assert modules, f"no `python -m MODULE` in {cmd!r}"
+    return set().union(*(import_closure(module) for module in modules))
+
+
 def missing_deps(dvc_yaml: dict) -> dict[str, set[str]]:
     """{stage: project modules it imports but does not depend on}, for stages with misses."""
     missing = {}
     for name, cmd, deps in stage_definitions(dvc_yaml):
-        modules = re.findall(r"python -m ([\w.]+)", cmd)
-        assert modules, f"stage {name}: no `python -m MODULE` in its cmd"
-        needed = set().union(*(import_closure(module) for module in modules))
-        if needed - set(deps):
-            missing[name] = needed - set(deps)
+        if needed_modules(cmd) - set(deps):
+            missing[name] = needed_modules(cmd) - set(deps)
     return missing
 
 
@@ -75,6 +79,12 @@ def test_every_stage_depends_on_every_module_it_imports(dvc_yaml):
     assert missing_deps(dvc_yaml) == {}
 
 
+def test_no_stage_depends_on_a_module_it_does_not_import(dvc_yaml):
+    """Or a change to that module would re-run the stage for nothing."""
+    for name, cmd, deps in stage_definitions(dvc_yaml):
+        assert {dep for dep in deps if dep.endswith(".py")} - needed_modules(cmd) == set(), name
+
+
 def test_removing_any_module_dep_is_caught(dvc_yaml):
     for name, _, deps in stage_definitions(dvc_yaml):
         for dep in (d for d in deps if d.endswith(".py")):
@@ -85,9 +95,14 @@ def test_removing_any_module_dep_is_caught(dvc_yaml):
 
 
 def test_the_closure_is_transitive():
-    # stages.evaluate imports squad_ft.inference, which imports squad_ft.training
-    assert "squad_ft/training.py" in import_closure("stages.evaluate")
-    assert "squad_ft/training.py" not in project_imports("stages.evaluate")
+    # stages.evaluate imports squad_ft.inference, which imports squad_ft.device
+    assert "squad_ft/device.py" in import_closure("stages.evaluate")
+    assert "squad_ft/device.py" not in project_imports("stages.evaluate")
+
+
+@pytest.mark.parametrize("module", ["squad_ft.inference", "squad_ft.predict", "stages.evaluate", "stages.package"])
+def test_inference_needs_no_training_code(module):
+    assert {"squad_ft/training.py", "squad_ft/memory.py"} & import_closure(module) == set()
 
 
 def test_package_init_files_hold_no_code():
