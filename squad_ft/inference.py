@@ -39,7 +39,10 @@ def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset
         )
         start_logits, end_logits = trainer.predict(features.select(longest_first)).predictions
     in_order = np.argsort(longest_first)
-    return np.asarray(start_logits)[in_order], np.asarray(end_logits)[in_order]
+    start_logits, end_logits = np.asarray(start_logits)[in_order], np.asarray(end_logits)[in_order]
+    beyond = np.arange(start_logits.shape[1]) >= np.array([len(ids) for ids in features["input_ids"]])[:, None]
+    start_logits[beyond] = end_logits[beyond] = -100  # a batch's padding: logits of no token of the feature
+    return start_logits, end_logits
 
 
 def answer_questions(

@@ -113,7 +113,8 @@ def test_split_is_deterministic_and_disjoint():
     again = split_examples(examples, 0.2, seed=42)
     other = split_examples(examples, 0.2, seed=7)
     assert (len(first["train"]), len(first["test"])) == (40, 10)
-    assert first["test"]["id"] == again["test"]["id"]
+    assert (first["train"]["id"], first["test"]["id"]) == (again["train"]["id"], again["test"]["id"])
+    assert sorted([*first["train"]["id"], *first["test"]["id"]]) == sorted(examples["id"])  # every example, once
     assert first["test"]["id"] != other["test"]["id"]
     assert not set(first["train"]["id"]) & set(first["test"]["id"])
 

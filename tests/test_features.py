@@ -123,3 +123,4 @@ def test_questions_within_the_limit_give_the_features_of_the_plain_tokenizer(rea
         plain = minilm_tokenizer([q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
                                  max_length=384, stride=128, return_overflowing_tokens=True, return_offsets_mapping=True)
         assert encoded["input_ids"] == plain["input_ids"]
+        assert encoded["attention_mask"] == plain["attention_mask"]

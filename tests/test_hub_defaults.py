@@ -131,4 +131,6 @@ def test_the_defaults_run_end_to_end_on_the_pinned_hub_revisions(stand_ins, tmp_
     assert (adapter["base_model_name_or_path"], adapter["revision"]) == (MODEL, MODEL_REVISION)
     held_out = [json.loads(line)["id"] for line in (repo / "data/split/heldout.jsonl").read_text().splitlines()]
     assert len(held_out) == 20 and held_out[0] == load_examples(str(SAMPLE_SQUAD), 2801)[2800]["id"]
-    assert "Pre-trained encoder: distilbert-base-uncased (Hub, revision " in (repo / "models/full/README.md").read_text()
+    for variant in ("full", "lora", "lora-merged"):
+        assert f"Pre-trained encoder: {MODEL} (Hub, revision {MODEL_REVISION})" in \
+            (repo / f"models/{variant}/README.md").read_text(), variant

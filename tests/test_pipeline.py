@@ -110,8 +110,9 @@ def test_each_comparison_pairs_lora_and_full_on_the_same_questions(repo, eval_se
 def test_lora_trains_its_adapters_and_the_head_full_fine_tuning_everything(repo):
     repo, _ = repo
     full, lora = (read_json(repo / f"metrics/test/{mode}.json") for mode in ("full", "lora"))
-    assert full["trainable_params"] == full["total_params"] == lora["total_params"]
+    assert full["trainable_params"] == full["total_params"]
     assert 66 < lora["trainable_params"] < full["trainable_params"]  # adapters + head (2 x 32 + 2), not the head alone
+    assert lora["total_params"] == full["total_params"] + lora["trainable_params"]  # + adapters + peft's head copy
 
 
 def test_the_report_has_every_row_and_the_loss_plot(repo):
@@ -164,23 +165,27 @@ def test_model_folders_are_hub_ready_and_answer_from_anywhere(repo, tmp_path):
         card = (folder / "README.md").read_text()
         metadata = yaml.safe_load(card.split("---")[1])
         assert metadata["pipeline_tag"] == "question-answering"
-        [test, heldout] = metadata["model-index"][0]["results"]
-        assert test["metrics"][1]["value"] == read_json(repo / f"metrics/test/{mode}.json")["f1"]
-        assert heldout["metrics"][0]["value"] == json.loads((repo / f"metrics/heldout/{mode}.json").read_text())[
-            "exact_match"]
+        for result, eval_set in zip(metadata["model-index"][0]["results"], ("test", "heldout")):
+            metrics = read_json(repo / f"metrics/{eval_set}/{mode}.json")
+            assert [metric["value"] for metric in result["metrics"]] == [metrics["exact_match"], metrics["f1"]]
     assert json.loads((repo / "models/lora/adapter_config.json").read_text())["base_model_name_or_path"] == \
         params["model"]["name"]
     assert not (repo / "models/lora-merged/adapter_config.json").exists()  # a plain transformers folder
 
     # copied elsewhere, each folder answers; one question gives its answer, score and offsets
     context = "Italy is in europe . the capital of italy is rome . it has many hills ."
-    elsewhere = tmp_path / "elsewhere"
+    elsewhere, answers = tmp_path / "elsewhere", {}
     for variant in ("full", "lora", "lora-merged"):
         copy = shutil.copytree(repo / "models" / variant, elsewhere / variant)
         answer = json.loads(predict("--model", str(copy), "--question", "What is the capital of italy?",
                                     "--context", context, cwd=tmp_path, code=repo).stdout.strip().splitlines()[-1])
         assert set(answer) == {"text", "score", "start", "end"}
         assert context[answer["start"]:answer["end"]] == answer["text"]
+        answers[variant] = answer
+    # the merged folder is the same model as the adapter on its base
+    assert {key: answers["lora"][key] for key in ("text", "start", "end")} == \
+        {key: answers["lora-merged"][key] for key in ("text", "start", "end")}
+    assert answers["lora"]["score"] == pytest.approx(answers["lora-merged"]["score"], abs=1e-3)
 
 
 def test_predict_decodes_with_the_settings_the_folder_was_evaluated_with(repo, tmp_path):
@@ -231,21 +236,21 @@ def test_queued_seeds_are_summarised(repo):
 
     # what the table must say, from the experiments' own metrics: LoRA's held-out F1 over the
     # seeds of the group that the queued runs belong to (heldout.n_examples=12, lora.r=8)
-    f1_by_seed = {}
+    by_seed = {}
     for experiment in exp_show[1]["experiments"]:
         data = experiment["revs"][0]["data"]
         params = data["params"]["params.yaml"]["data"]
         if params["heldout"]["n_examples"] == 12:
-            f1_by_seed[params["train"]["seed"]] = data["metrics"]["metrics/heldout/lora.json"]["data"]["f1"]
-    assert {1, 2} <= set(f1_by_seed)
-    scores = list(f1_by_seed.values())
-    mean = sum(scores) / len(scores)
-    std = (sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) ** 0.5
-    seeds = ", ".join(map(str, sorted(f1_by_seed)))
+            by_seed[params["train"]["seed"]] = data["metrics"]["metrics/heldout/lora.json"]["data"]
+    assert {1, 2} <= set(by_seed)
     row = next(line for line in table.splitlines() if re.match(r"\| 12 +\| lora +\| heldout ", line))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[3:5] == [str(len(scores)), seeds]
-    assert cells[6] == f"{mean:.1f} ± {std:.1f}"
+    assert cells[3:5] == [str(len(by_seed)), ", ".join(map(str, sorted(by_seed)))]
+    for column, score in ((5, "exact_match"), (6, "f1")):
+        scores = [metrics[score] for metrics in by_seed.values()]
+        mean = sum(scores) / len(scores)
+        std = (sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) ** 0.5
+        assert cells[column] == f"{mean:.1f} ± {std:.1f}", score
     assert "train.seed" not in table.splitlines()[2]  # the seed is what varies within a group, not a column
 
 
@@ -306,6 +311,7 @@ def test_replaced_model_weights_invalidate_tokenize_and_training(repo):
 def test_two_processes_under_torchrun_train_like_one(repo):
     repo, _ = repo
     before = {mode: read_json(repo / f"metrics/test/{mode}.json") for mode in ("full", "lora")}
+    files = {mode: sorted(path.name for path in (repo / f"data/trained/{mode}").iterdir()) for mode in before}
     output = run(repo, "dvc", "exp", "run", "-S", "train.nproc=2")
     assert "under torchrun with 2 processes" in output
     assert {"train@full", "train@lora"} <= stages_run(output)
@@ -316,5 +322,6 @@ def test_two_processes_under_torchrun_train_like_one(repo):
         assert two["final_loss"] == pytest.approx(one["final_loss"], rel=0.1)  # the same global batch of 8
         # No comparison of scores: the tiny model ends near its initial loss, and its F1 on 8
         # test questions moved 100 -> 50 in a CI run whose final losses agreed to 0.05%.
-    assert len(list((repo / "data/trained/lora").glob("adapter_model.safetensors"))) == 1
+    for mode, names in files.items():  # only the main process wrote, what one process writes
+        assert sorted(path.name for path in (repo / f"data/trained/{mode}").iterdir()) == names
     assert not list(repo.glob("data/trained/.*.tmp")) and not list(repo.glob(".checkpoints/*"))

@@ -61,6 +61,10 @@ def test_report_states_each_conclusion_and_the_heldout_source():
             "within noise (the interval includes 0).") in report
     assert "- Held-out F1, LoRA - full fine-tuning on the same 1,000 questions: -4.5 [-7.0, -2.0]: full " \
            "fine-tuning better" in report
+    assert ("- Test F1, LoRA - full fine-tuning on the same 1,000 questions: -2.0 [-4.6, +0.5]: "
+            "within noise (the interval includes 0).") in report
+    assert ("- Held-out exact match, LoRA - full fine-tuning on the same 1,000 questions: -5.0 [-7.9, -2.1]: "
+            "full fine-tuning better (the interval excludes 0).") in report
     assert "1,000 questions from 6 articles of `rajpurkar/squad`" in report
 
 

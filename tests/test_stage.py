@@ -2,6 +2,8 @@
 import json
 
 import pytest
+import safetensors.torch
+import torch
 from helpers import assert_clean_failure, make_examples, run_stage, set_params, write_jsonl
 
 from squad_ft.stage import atomic_output
@@ -92,18 +94,28 @@ def test_training_is_reproducible(tokenized, mode, weights):
     assert runs[0] == runs[1]
 
 
-@pytest.mark.parametrize("mode", ["full", "lora"])
-def test_gradient_checkpointing_changes_memory_not_results(tokenized, mode):
-    """Recomputed activations are the same activations (dropout included): the same losses."""
+@pytest.mark.parametrize("mode, weights", [("full", "model.safetensors"), ("lora", "adapter_model.safetensors")])
+def test_gradient_checkpointing_recomputes_the_same_training(tokenized, mode, weights):
+    """Recomputed activations are the same activations (dropout included): the same losses at every
+    logged step and the same weights, up to float summation order."""
     assert run_stage("tokenize", cwd=tokenized).returncode == 0
-    summaries = []
+    runs = []
     for checkpointing in (False, True):
         set_params(tokenized, "train", gradient_checkpointing=checkpointing)
         assert run_stage(f"train@{mode}", cwd=tokenized).returncode == 0
-        summaries.append(json.loads((tokenized / f"data/trained/{mode}/train_summary.json").read_text()))
-    for key in ("initial_loss", "final_loss", "trainable_params"):
-        assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-4), key
-    for summary in summaries:  # the memory figures are the training phase's, on top of the loaded model
+        log = (tokenized / f"dvclive/{mode}/plots/metrics/loss.tsv").read_text().splitlines()[1:]
+        runs.append({"summary": json.loads((tokenized / f"data/trained/{mode}/train_summary.json").read_text()),
+                     "losses": [(int(step), float(loss)) for _, step, loss in (line.split("\t") for line in log)],
+                     "weights": safetensors.torch.load_file(tokenized / f"data/trained/{mode}/{weights}")})
+    without, with_ = runs
+    assert [step for step, _ in without["losses"]] == [step for step, _ in with_["losses"]]
+    assert [loss for _, loss in with_["losses"]] == pytest.approx([loss for _, loss in without["losses"]], rel=1e-4)
+    assert without["weights"].keys() == with_["weights"].keys()
+    for name, tensor in without["weights"].items():
+        torch.testing.assert_close(with_["weights"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    for key in ("trainable_params", "total_params", "train_features", "epochs"):
+        assert without["summary"][key] == with_["summary"][key], key
+    for summary in (without["summary"], with_["summary"]):  # the memory figures are the training's, on top of the model
         assert 0 < summary["model_memory_mb"] <= summary["peak_memory_mb"]
         trained, runtime = summary["train_features"] * summary["epochs"], summary["train_runtime_s"]
         assert trained / (runtime + 0.05) <= summary["train_features_per_s"] <= trained / (runtime - 0.05)  # rounded

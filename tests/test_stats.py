@@ -36,8 +36,8 @@ def test_paired_difference_cancels_what_both_models_share():
     assert paired["difference"] == -5.0
     low, high = paired["interval"]
     assert high < 0  # a real difference, detected
-    unpaired_width = interval(lora, SETTINGS)[1] - interval(lora, SETTINGS)[0]
-    assert high - low < unpaired_width / 2  # much tighter than the single-model intervals
+    widths = [interval(scores, SETTINGS)[1] - interval(scores, SETTINGS)[0] for scores in (full, lora)]
+    assert high - low < min(widths) / 2  # much tighter than either single-model interval
 
 
 def test_identical_models_differ_by_exactly_zero():
@@ -49,3 +49,4 @@ def test_scores_with_intervals_in_percent():
     summary = scores_with_intervals({"exact_match": [1.0, 0.0, 0.0, 1.0], "f1": [1.0, 0.5, 0.0, 1.0]}, SETTINGS)
     assert summary["exact_match"] == 50.0 and summary["f1"] == 62.5
     assert 0 <= summary["f1_ci"][0] <= 62.5 <= summary["f1_ci"][1] <= 100
+    assert 0 <= summary["exact_match_ci"][0] <= 50.0 <= summary["exact_match_ci"][1] <= 100
