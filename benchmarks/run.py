@@ -14,7 +14,13 @@ Trainer run of the train stage, with params.yaml's settings; evaluation through
   (model.max_length),
   shuffled batches, the model's own attention dropout, LoRA dropout 0.1;
 - full-checkpointing, lora-checkpointing: the pipeline's settings with train.gradient_checkpointing;
-- eval, eval-pad384: evaluation throughput, per-batch padding against padding to 384.
+- eval, eval-pad384: evaluation throughput, per-batch padding against padding to 384;
+- full-bf16, lora-bf16, eval-bf16: the pipeline's settings in bf16 mixed precision (train.precision
+  bf16), only where the hardware computes bf16 natively (a CUDA GPU, or a CPU with AMX or AVX512-BF16;
+  elsewhere it is emulated and the variants are skipped, saying so).
+
+Every other variant computes in fp32 (train.precision fp32), whatever train.precision says, so that
+the bf16 ratios compare the two on the same machine in one run.
 
 Step time is the median over the epoch's optimizer steps (the same batches for full and LoRA);
 memory is the train stage's `peak_memory_mb` (CUDA: peak allocated; CPU: peak resident memory
@@ -33,11 +39,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 
 BASELINE_LORA_DROPOUT = 0.1
-TRAIN_VARIANTS = ("full", "lora", "full-pad384", "lora-pad384", "full-checkpointing", "lora-checkpointing")
-EVAL_VARIANTS = ("eval", "eval-pad384")
+TRAIN_VARIANTS = ("full", "lora", "full-pad384", "lora-pad384", "full-checkpointing", "lora-checkpointing",
+                  "full-bf16", "lora-bf16")
+EVAL_VARIANTS = ("eval", "eval-pad384", "eval-bf16")
+BF16_VARIANTS = ("full-bf16", "lora-bf16", "eval-bf16")
 
 
 def _features(args, params: dict, tokenizer, training: bool):
@@ -96,6 +105,7 @@ def measure_training(variant: str, args) -> dict:
         attention_dropout = None
         lora["dropout"] = BASELINE_LORA_DROPOUT
     hyper["gradient_checkpointing"] = setting == "checkpointing"
+    hyper["precision"] = "bf16" if setting == "bf16" else "fp32"
     set_seed(hyper["seed"])
     model = build_model(args.model, mode, attention_dropout, lora)
     timer = StepTimer()
@@ -127,10 +137,11 @@ def measure_evaluation(variant: str, args) -> dict:
         features = _pad(features, tokenizer, params["model"]["max_length"])
     model = load_pretrained(args.model)
     start = time.perf_counter()
-    predict_logits(model, tokenizer, features, params["evaluate"]["batch_size"])
+    precision = "bf16" if variant == "eval-bf16" else "fp32"
+    predict_logits(model, tokenizer, features, params["evaluate"]["batch_size"], precision)
     runtime = time.perf_counter() - start
     return {"features": len(features), "eval_runtime_s": round(runtime, 2),
-            "eval_features_per_s": round(len(features) / runtime, 2), "device": device_and_precision()[0]}
+            "eval_features_per_s": round(len(features) / runtime, 2), "device": device_and_precision(precision)[0]}
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -146,6 +157,19 @@ def summarise(results: dict) -> dict:
                "step_time": _ratio(results[f"{mode}-checkpointing"]["step_s"], results[mode]["step_s"])}
         for mode in ("full", "lora")
     }
+    bf16 = {}
+    if all(variant in results for variant in BF16_VARIANTS):
+        bf16 = {
+            "bf16_vs_fp32_train_throughput": {mode: _ratio(results[f"{mode}-bf16"]["train_features_per_s"],
+                                                           results[mode]["train_features_per_s"]) for mode in ("full", "lora")},
+            "bf16_vs_fp32_peak_memory": {mode: _ratio(results[f"{mode}-bf16"]["peak_memory_mb"],
+                                                      results[mode]["peak_memory_mb"]) for mode in ("full", "lora")},
+            "bf16_vs_fp32_eval_throughput": _ratio(results["eval-bf16"]["eval_features_per_s"],
+                                                   results["eval"]["eval_features_per_s"]),
+            "lora_vs_full_step_time_bf16": _ratio(results["lora-bf16"]["step_s"], results["full-bf16"]["step_s"]),
+            "lora_vs_full_peak_memory_bf16": _ratio(results["lora-bf16"]["peak_memory_mb"],
+                                                    results["full-bf16"]["peak_memory_mb"]),
+        }
     return {
         "lora_vs_full_step_time": _ratio(results["lora"]["step_s"], results["full"]["step_s"]),
         "lora_vs_full_peak_memory": _ratio(results["lora"]["peak_memory_mb"], results["full"]["peak_memory_mb"]),
@@ -154,7 +178,18 @@ def summarise(results: dict) -> dict:
         "eval_speedup_vs_pad384": _ratio(results["eval"]["eval_features_per_s"],
                                          results["eval-pad384"]["eval_features_per_s"]),
         "gradient_checkpointing_vs_without": checkpointing,
+        **bf16,
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (lscpu's), recorded beside every timing."""
+    try:
+        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith("Model name")),
+                "unknown CPU")
 
 
 def main() -> None:
@@ -165,9 +200,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=400, help="training questions (one epoch)")
     parser.add_argument("--eval-examples", type=int, default=400, help="evaluation questions")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--variants", nargs="+", default=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
-                        choices=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
-                        help="measure only these (the ratios need them all)")
+    parser.add_argument("--variants", nargs="+", choices=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
+                        help="measure only these (the ratios need them all; bf16 ones run even where bf16 is "
+                             "emulated, which measures memory, not speed)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: measure one variant, print JSON
     args = parser.parse_args()
     if args.variant:
@@ -180,16 +215,27 @@ def main() -> None:
 
     import pandas as pd
 
+    from squad_ft.device import cpu_has_native_bf16
+
+    variants = args.variants or [*TRAIN_VARIANTS, *EVAL_VARIANTS]
+    skipped = {}
+    if not args.variants and not (torch.cuda.is_available() or cpu_has_native_bf16()):
+        skipped = {variant: "this CPU has no native bf16 (AMX or AVX512-BF16): emulated bf16 is slower than fp32"
+                   for variant in BF16_VARIANTS}
+        for variant, reason in skipped.items():
+            print(f"== {variant}: skipped, {reason}", file=sys.stderr, flush=True)
+    measured = [variant for variant in variants if variant not in skipped]
     results = {}
-    for variant in args.variants:
+    for variant in measured:
         print(f"== {variant}", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "benchmarks.run", *sys.argv[1:], "--variant", variant]
         output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         results[variant] = json.loads(output.strip().splitlines()[-1])
     report = {
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {results[args.variants[0]]['device']}",
-        **(summarise(results) if set(args.variants) == {*TRAIN_VARIANTS, *EVAL_VARIANTS} else {}),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {cpu_model()}, {results[measured[0]]['device']}",
+        **(summarise(results) if set(variants) == {*TRAIN_VARIANTS, *EVAL_VARIANTS} else {}),
+        "skipped": skipped,
         "variants": results,
     }
     args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -4,7 +4,8 @@
 
 A forward pass of the model in training mode on the longest `--batch-size` training features of
 the first 400 questions of `--squad` (windows of model.max_length), counting each tensor autograd
-saves for the backward pass once (parameters excluded). This is an accounting of memory that
+saves for the backward pass once (parameters excluded), in fp32 and under bf16 autocast (the
+same tensors on every CPU, whether it computes bf16 natively or not). This is an accounting of memory that
 any allocator must hold at the end of the forward pass, not a timing: the benchmark is
 `benchmarks.run`.
 """
@@ -24,12 +25,14 @@ from squad_ft.modeling import build_model, load_tokenizer
 from squad_ft.params import load_params
 from squad_ft.stage import quiet_libraries
 
-VARIANTS = {  # name: (mode, attention dropout (None: the model's own), LoRA dropout)
-    "full, model's attention dropout": ("full", None, None),
-    "full": ("full", 0.0, None),
-    "lora, model's attention dropout": ("lora", None, 0.0),
-    "lora, dropout 0.1": ("lora", 0.0, 0.1),
-    "lora": ("lora", 0.0, 0.0),
+VARIANTS = {  # name: (mode, attention dropout (None: the model's own), LoRA dropout, bf16 autocast)
+    "full, model's attention dropout": ("full", None, None, False),
+    "full": ("full", 0.0, None, False),
+    "full, bf16 autocast": ("full", 0.0, None, True),
+    "lora, model's attention dropout": ("lora", None, 0.0, False),
+    "lora, dropout 0.1": ("lora", 0.0, 0.1, False),
+    "lora": ("lora", 0.0, 0.0, False),
+    "lora, bf16 autocast": ("lora", 0.0, 0.0, True),
 }
 
 
@@ -46,10 +49,11 @@ def main() -> None:
     longest = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))[:args.batch_size]
     batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")([features[i] for i in longest])
     rows = collections.OrderedDict()
-    for name, (mode, attention_dropout, lora_dropout) in VARIANTS.items():
+    for name, (mode, attention_dropout, lora_dropout, bf16) in VARIANTS.items():
         set_seed(0)
         model = build_model(args.model, mode, attention_dropout, {**params["lora"], "dropout": lora_dropout})
-        total, attention = saved_for_backward_mb(model.train(), batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # as the Trainer runs train.precision bf16
+            total, attention = saved_for_backward_mb(model.train(), batch)
         rows[name] = {"saved for backward (MB)": round(total), "of which attention matrices (MB)": round(attention)}
     print(f"batch of {args.batch_size} x {batch['input_ids'].shape[1]} tokens, model {args.model}")
     print(pd.DataFrame(rows).T.to_markdown())

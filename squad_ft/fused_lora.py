@@ -25,43 +25,54 @@ GELU_BLOCK_ROWS = 512  # rows of a recomputed GELU output at a time: a block sta
 
 
 class _LoraLinearFunction(torch.autograd.Function):
-    """`x @ weight.T + bias + scaling * (x @ lora_a.T) @ lora_b.T` with `weight` and `bias` frozen."""
+    """`x @ weight.T + bias + scaling * (x @ lora_a.T) @ lora_b.T` with `weight` and `bias` frozen,
+    computed in `dtype`: the autocast dtype under mixed precision (the products in bf16 or fp16, as
+    autocast computes peft's), else the tensors' own. The gradients come back in each input's dtype
+    (fp32 for the adapter weights, as peft keeps them)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, gelu_input: torch.Tensor | None):
-        rows = x.reshape(-1, x.shape[-1])
-        hidden = rows @ lora_a.T
-        out = torch.nn.functional.linear(rows, weight, bias)
-        out.addmm_(hidden, lora_b.T, alpha=scaling)
-        ctx.save_for_backward(rows if gelu_input is None else gelu_input, hidden, weight, lora_a, lora_b)
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling: float, gelu_input: torch.Tensor | None,
+                dtype: torch.dtype):
+        with torch.autocast(x.device.type, enabled=False):  # this function casts, once per tensor
+            rows = x.reshape(-1, x.shape[-1]).to(dtype)
+            lora_a_, lora_b_ = lora_a.to(dtype), lora_b.to(dtype)
+            hidden = rows @ lora_a_.T
+            out = torch.nn.functional.linear(rows, weight.to(dtype), None if bias is None else bias.to(dtype))
+            out.addmm_(hidden, lora_b_.T, alpha=scaling)
+        # the frozen weight is saved as it is (a parameter: no memory) and cast again in the backward pass
+        ctx.save_for_backward(rows if gelu_input is None else gelu_input, hidden, weight, lora_a_, lora_b_)
         ctx.recompute_gelu = gelu_input is not None
-        ctx.scaling = scaling
-        ctx.input_shape = x.shape
+        ctx.scaling, ctx.dtype, ctx.input_shape, ctx.input_dtype = scaling, dtype, x.shape, x.dtype
+        ctx.adapter_dtypes = lora_a.dtype, lora_b.dtype
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx, grad_out):
         rows, hidden, weight, lora_a, lora_b = ctx.saved_tensors
-        grad_rows = grad_out.reshape(-1, grad_out.shape[-1])
-        grad_hidden = (grad_rows @ lora_b).mul_(ctx.scaling)
-        grad_lora_b = (grad_rows.T @ hidden).mul_(ctx.scaling)
-        if ctx.recompute_gelu:
-            grad_lora_a = _times_gelu(grad_hidden.T, rows.reshape(-1, rows.shape[-1]))
-        else:
-            grad_lora_a = grad_hidden.T @ rows
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad_rows @ weight).addmm_(grad_hidden, lora_a).view(ctx.input_shape)
-        return grad_x, None, None, grad_lora_a, grad_lora_b, None, None
+        with torch.autocast(grad_out.device.type, enabled=False):
+            grad_rows = grad_out.reshape(-1, grad_out.shape[-1]).to(ctx.dtype)
+            grad_hidden = (grad_rows @ lora_b).mul_(ctx.scaling)
+            grad_lora_b = (grad_rows.T @ hidden).mul_(ctx.scaling)
+            if ctx.recompute_gelu:
+                grad_lora_a = _times_gelu(grad_hidden.T, rows.reshape(-1, rows.shape[-1]), ctx.dtype)
+            else:
+                grad_lora_a = grad_hidden.T @ rows
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_x = (grad_rows @ weight.to(ctx.dtype)).addmm_(grad_hidden, lora_a)
+                grad_x = grad_x.view(ctx.input_shape).to(ctx.input_dtype)
+        grad_lora_a, grad_lora_b = (grad.to(dtype) for grad, dtype in zip((grad_lora_a, grad_lora_b), ctx.adapter_dtypes))
+        return grad_x, None, None, grad_lora_a, grad_lora_b, None, None, None
 
 
-def _times_gelu(left: torch.Tensor, gelu_input: torch.Tensor) -> torch.Tensor:
-    """`left @ gelu(gelu_input)`, recomputing the GELU a block of rows at a time: no output-sized
-    tensor is written to memory and read back."""
+def _times_gelu(left: torch.Tensor, gelu_input: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`left @ gelu(gelu_input)` in `dtype`, recomputing the GELU a block of rows at a time: no
+    output-sized tensor is written to memory and read back. The GELU runs in its input's dtype, as
+    in the forward pass, so the recomputed output is the one the forward pass used."""
     product = left.new_zeros(left.shape[0], gelu_input.shape[1])
     for start in range(0, gelu_input.shape[0], GELU_BLOCK_ROWS):
         block = slice(start, start + GELU_BLOCK_ROWS)
-        product.addmm_(left[:, block], torch.nn.functional.gelu(gelu_input[block]))
+        product.addmm_(left[:, block], torch.nn.functional.gelu(gelu_input[block]).to(dtype))
     return product
 
 
@@ -94,9 +105,9 @@ def _gelu_input(x: torch.Tensor) -> torch.Tensor | None:
 
 class FusedLoraLinear(LoraLinear):
     """peft's LoRA `Linear`, with the fused path whenever it computes the same thing: one active
-    plain adapter, not merged, no adapter dropout, frozen base layer, no autocast. Anything else
-    (dropout, DoRA, several adapters, mixed batches, trainable bias, mixed-precision autocast as
-    on a GPU) is peft's own forward."""
+    plain adapter, not merged, no adapter dropout, frozen base layer, and either autocast (CPU or
+    CUDA, computing in its dtype) or the input, weights and adapter in one dtype. Anything else
+    (dropout, DoRA, several adapters, mixed batches, trainable bias) is peft's own forward."""
 
     def _fused_adapter(self, x: torch.Tensor, args, kwargs) -> str | None:
         if args or kwargs or self.disable_adapters or self.merged or len(self.active_adapters) != 1:
@@ -106,14 +117,16 @@ class FusedLoraLinear(LoraLinear):
         frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
         plain = (adapter in self.lora_A and adapter not in self.lora_variant
                  and isinstance(self.lora_dropout[adapter], torch.nn.Identity))
-        same_dtype = x.dtype == base.weight.dtype == self.lora_A[adapter].weight.dtype
         autocast = torch.is_autocast_enabled(x.device.type)
-        return adapter if frozen and plain and same_dtype and not autocast and not self.fan_in_fan_out else None
+        same_dtype = x.dtype == base.weight.dtype == self.lora_A[adapter].weight.dtype
+        return adapter if frozen and plain and (autocast or same_dtype) and not self.fan_in_fan_out else None
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         adapter = self._fused_adapter(x, args, kwargs)
         if adapter is None:
             return super().forward(x, *args, **kwargs)
         base = self.get_base_layer()
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         return _LoraLinearFunction.apply(x, base.weight, base.bias, self.lora_A[adapter].weight,
-                                         self.lora_B[adapter].weight, self.scaling[adapter], _gelu_input(x))
+                                         self.lora_B[adapter].weight, self.scaling[adapter], _gelu_input(x), dtype)

@@ -23,8 +23,10 @@ def load_model(path: str | Path, base_model: str | None = None):
     return load_trained(path, base_model), load_tokenizer(str(path))
 
 
-def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset, batch_size: int):
-    """Start and end logits for every feature, padded with -100 to the longest feature.
+def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset, batch_size: int,
+                   precision: str = "auto"):
+    """Start and end logits for every feature, padded with -100 to the longest feature, computed in
+    `precision` (train.precision).
 
     Features are predicted longest first, so that each batch is padded only to its own longest
     feature and barely at all (and a batch too large for memory fails at once), then put back in order.
@@ -33,7 +35,7 @@ def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(
             model=model,
-            args=trainer_arguments(scratch, per_device_eval_batch_size=batch_size),
+            args=trainer_arguments(scratch, precision, per_device_eval_batch_size=batch_size),
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
         )
@@ -46,16 +48,17 @@ def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset
 
 
 def answer_questions(
-    model: torch.nn.Module, tokenizer, examples: datasets.Dataset, window: dict, decoding: dict
+    model: torch.nn.Module, tokenizer, examples: datasets.Dataset, window: dict, decoding: dict,
+    precision: str = "auto",
 ) -> dict[str, dict]:
     """{question id: {"text", "score", "start", "end"}} for `examples` (flat SQuAD schema; answers
     not needed), character offsets into each context.
 
     `window` holds `max_length`, `doc_stride` and `max_question_length` (the `model` params); `decoding` holds
-    `batch_size`, `n_best` and `max_answer_length` (the `evaluate` params).
+    `batch_size`, `n_best` and `max_answer_length` (the `evaluate` params); `precision` is train.precision.
     """
     features = tokenize(examples, tokenizer, window, training=False)
-    start_logits, end_logits = predict_logits(model, tokenizer, features, decoding["batch_size"])
+    start_logits, end_logits = predict_logits(model, tokenizer, features, decoding["batch_size"], precision)
     return best_answers(
         examples, features, start_logits, end_logits, decoding["n_best"], decoding["max_answer_length"]
     )

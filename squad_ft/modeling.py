@@ -75,13 +75,14 @@ def linear_module_names(model: torch.nn.Module) -> list[str]:
     })
 
 
-def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, target_modules) -> PeftModel:
+def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, target_modules, fused: bool = True) -> PeftModel:
     """Wrap `model` with LoRA adapters on `target_modules` and train the QA head fully.
 
     `target_modules` is "all-linear" (every linear layer of the encoder) or a list of module
     names; names are checked against the model, since they differ by architecture
-    (DistilBERT: q_lin, v_lin, ...; BERT: query, value, ...). Adapted layers compute through
-    `FusedLoraLinear`; those fed by a GELU save its input rather than its output (`keep_gelu_inputs`).
+    (DistilBERT: q_lin, v_lin, ...; BERT: query, value, ...). With `fused` (lora.fused), adapted
+    layers compute through `FusedLoraLinear`, and those fed by a GELU save its input rather than its
+    output (`keep_gelu_inputs`); without, they are peft's own.
     """
     available = linear_module_names(model)
     if target_modules != ALL_LINEAR:
@@ -101,9 +102,11 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
         target_modules=target_modules,
         exclude_modules=[QA_HEAD],
     )
-    config._register_custom_module({torch.nn.Linear: FusedLoraLinear})
+    if fused:
+        config._register_custom_module({torch.nn.Linear: FusedLoraLinear})
     model = get_peft_model(model, config)
-    keep_gelu_inputs(model)
+    if fused:
+        keep_gelu_inputs(model)
     # peft's default, save_embedding_layers="auto", asks the Hub for the base model's config at its main
     # branch (not the pinned revision) to see whether the vocabulary was resized; these adapters never are
     model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
@@ -117,7 +120,7 @@ def build_model(
     new QA head (`load_pretrained`), wrapped with adapters of params.yaml's `lora` section for LoRA."""
     model = load_pretrained(name, attention_dropout, revision)
     if mode == "lora":
-        model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"])
+        model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"], lora["fused"])
     return model
 
 

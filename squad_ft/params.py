@@ -49,6 +49,8 @@ TEXT = Check(_text, "a non-empty string")
 FLAG = Check(lambda v: isinstance(v, bool), "true or false")
 COUNT = Check(lambda v: v is None or POSITIVE_INTEGER.test(v), "a positive integer, null or all")
 REVISION = Check(lambda v: v is None or _text(v), "a commit hash, branch or tag, or null")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision; squad_ft.device chooses for auto
+PRECISION = Check(lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}")
 NAMES = Check(lambda v: _text(v) or (isinstance(v, list) and bool(v) and all(map(_text, v))),
               "a string or a non-empty list of strings")
 
@@ -59,10 +61,11 @@ SCHEMA = {
               "max_question_length": POSITIVE_INTEGER, "num_proc": POSITIVE_INTEGER},
     "train": {"batch_size": POSITIVE_INTEGER, "warmup_fraction": PROBABILITY, "weight_decay": NON_NEGATIVE,
               "logging_steps": POSITIVE_INTEGER, "checkpoint_steps": POSITIVE_INTEGER, "nproc": POSITIVE_INTEGER,
-              "seed": INTEGER, "attention_dropout": OPTIONAL_PROBABILITY, "gradient_checkpointing": FLAG},
+              "seed": INTEGER, "attention_dropout": OPTIONAL_PROBABILITY, "gradient_checkpointing": FLAG,
+              "precision": PRECISION},
     "full": {"epochs": POSITIVE, "learning_rate": POSITIVE},
     "lora": {"epochs": POSITIVE, "learning_rate": POSITIVE, "r": POSITIVE_INTEGER, "alpha": POSITIVE,
-             "dropout": PROBABILITY, "target_modules": NAMES},
+             "dropout": PROBABILITY, "target_modules": NAMES, "fused": FLAG},
     "evaluate": {"batch_size": POSITIVE_INTEGER, "n_best": POSITIVE_INTEGER, "max_answer_length": POSITIVE_INTEGER},
     "bootstrap": {"resamples": _at_least(100), "seed": INTEGER, "confidence": FRACTION},
 }

@@ -25,7 +25,7 @@ from squad_ft.features import count_long_questions
 from squad_ft.inference import answer_questions, load_model
 from squad_ft.metric import squad_scores
 from squad_ft.modeling import SETTINGS_FILE, check_model_folder, recorded_settings
-from squad_ft.params import DECODING, WINDOW, check_section, check_window
+from squad_ft.params import DECODING, PRECISIONS, WINDOW, check_section, check_window
 from squad_ft.postprocess import answer_texts
 from squad_ft.stage import atomic_output, run_stage, write_json
 
@@ -59,6 +59,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--context", help="the text to find its answer in")
     parser.add_argument("--input", help="a file of questions (with --output)")
     parser.add_argument("--output", type=Path, help="where to write {question id: answer} (the official format)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="what to compute in, as train.precision (default auto: bf16 where the hardware computes it)")
     for name in (*WINDOW, *DECODING):
         parser.add_argument(f"--{_flag(name)}", type=int, help=f"default: the folder's {SETTINGS_FILE}")
     args = parser.parse_args()
@@ -87,7 +89,7 @@ def main() -> None:
     if cut:
         print(f"{cut} question(s) longer than {window['max_question_length']} tokens, cut to that "
               "(--max-question-length)", file=sys.stderr)
-    answers = answer_questions(model, tokenizer, examples, window, decoding)
+    answers = answer_questions(model, tokenizer, examples, window, decoding, args.precision)
     if args.question:
         print(json.dumps(answers["question"], ensure_ascii=False))
         return

@@ -29,6 +29,7 @@ def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArgum
                    "ddp_find_unused_parameters": False} if processes > 1 else {}
     return trainer_arguments(
         output_dir,
+        hyper["precision"],
         num_train_epochs=hyper["epochs"],
         learning_rate=hyper["learning_rate"],
         per_device_train_batch_size=hyper["batch_size"] // processes,
@@ -195,7 +196,7 @@ def train(
     if is_main_process():
         shutil.rmtree(checkpoint_dir)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    device, _ = device_and_precision()
+    device, precision, _ = device_and_precision(hyper["precision"])
     return {
         "epochs": hyper["epochs"],
         "trainable_params": trainable,
@@ -209,4 +210,5 @@ def train(
         "train_features": len(features),
         "world_size": world_size(),
         "device": device,
+        "precision": precision,
     }

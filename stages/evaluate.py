@@ -6,6 +6,7 @@ evaluated questions share their paragraph or article with the training split.
 import json
 
 from squad_ft.data import load_jsonl, overlap_with
+from squad_ft.device import device_and_precision
 from squad_ft.features import count_long_questions
 from squad_ft.inference import answer_questions, load_model
 from squad_ft.metric import question_scores
@@ -22,7 +23,8 @@ def main() -> None:
     eval_set = paths.eval_set
     examples = load_jsonl(paths.examples)
     model, tokenizer = load_model(paths.model)
-    predictions = answer_texts(answer_questions(model, tokenizer, examples, params["model"], params["evaluate"]))
+    answers = answer_questions(model, tokenizer, examples, params["model"], params["evaluate"], params["train"]["precision"])
+    predictions = answer_texts(answers)
     references = {example["id"]: example["answers"]["text"] for example in examples}
     overlap = overlap_with(examples, load_jsonl(paths.train))
     metrics = {
@@ -30,6 +32,7 @@ def main() -> None:
         "eval_set": eval_set,
         **scores_with_intervals(question_scores(predictions, references), params["bootstrap"]),
         f"{eval_set}_examples": len(examples),
+        "eval_precision": device_and_precision(params["train"]["precision"])[1],
         "questions_cut": count_long_questions(examples, tokenizer, params["model"]["max_question_length"]),
         **{f"{eval_set}_{name}": value for name, value in overlap.items()},
     }

@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+from squad_ft.device import cpu_has_native_bf16
 
 ROOT = Path(__file__).parents[1]
 
@@ -24,8 +27,12 @@ def test_benchmark_runs_every_variant_and_reports_their_ratios(project, tmp_path
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     variants = report["variants"]
+    bf16 = {"full-bf16", "lora-bf16", "eval-bf16"}
+    native = cpu_has_native_bf16() or torch.cuda.is_available()
     assert set(variants) == {"full", "lora", "full-pad384", "lora-pad384", "full-checkpointing",
-                             "lora-checkpointing", "eval", "eval-pad384"}
+                             "lora-checkpointing", "eval", "eval-pad384", *(bf16 if native else ())}
+    assert set(report["skipped"]) == (set() if native else bf16)  # emulated bf16 is not measured, and says so
+    assert all(variants[name]["device"].endswith(", fp32)") for name in variants if name not in bf16)
     full, lora = variants["full"], variants["lora"]
     training = {name: figures for name, figures in variants.items() if not name.startswith("eval")}
     assert {figures["steps"] for figures in training.values()} == {math.ceil(full["features"] / 8)}  # the same batches
@@ -48,3 +55,13 @@ def test_benchmark_runs_every_variant_and_reports_their_ratios(project, tmp_path
         variants["eval"]["eval_features_per_s"] / variants["eval-pad384"]["eval_features_per_s"], abs=1e-3)
     assert variants["eval"]["features"] == variants["eval-pad384"]["features"] >= 8
     assert "lora_vs_full_step_time" in result.stdout  # the printed summary
+    if native:
+        for mode in ("full", "lora"):
+            assert report["bf16_vs_fp32_train_throughput"][mode] == pytest.approx(
+                variants[f"{mode}-bf16"]["train_features_per_s"] / variants[mode]["train_features_per_s"], abs=1e-3)
+            assert report["bf16_vs_fp32_peak_memory"][mode] == pytest.approx(
+                variants[f"{mode}-bf16"]["peak_memory_mb"] / variants[mode]["peak_memory_mb"], abs=1e-3)
+        assert report["lora_vs_full_step_time_bf16"] == pytest.approx(
+            variants["lora-bf16"]["step_s"] / variants["full-bf16"]["step_s"], abs=1e-3)
+    else:
+        assert "bf16_vs_fp32_train_throughput" not in report

@@ -59,7 +59,7 @@ def fused_calls(monkeypatch):
     original = fused_lora._LoraLinearFunction.apply
 
     def counting(*args):
-        calls.append(args[-1] is not None)
+        calls.append(args[6] is not None)  # gelu_input
         return original(*args)
 
     monkeypatch.setattr(fused_lora._LoraLinearFunction, "apply", counting)
@@ -139,3 +139,52 @@ def test_a_gelu_output_changed_in_place_is_saved_itself():
     assert fused_lora._gelu_input(output) is gelu_input
     output.mul_(2)  # no longer GELU(input): the layer it feeds must save it
     assert fused_lora._gelu_input(output) is None
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got.float() - expected.float()).norm() / expected.float().norm())
+
+
+@pytest.mark.parametrize("build", [tiny_distilbert, tiny_bert])
+def test_under_bf16_autocast_the_fused_path_gives_peft_loss_and_gradients(build, fused_calls):
+    """Mixed precision as the Trainer runs it on a CPU (torch.autocast, bf16): the fused layers compute in
+    bf16 like peft's under autocast, and keep the adapter weights' gradients in fp32 like peft's."""
+    fused, plain = fused_and_peft(build)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused_loss, fused_grads = loss_and_gradients(fused)
+        assert (len(fused_calls), sum(fused_calls)) == (12, 2)  # every adapted layer fused, GELU inputs kept
+        plain_loss, plain_grads = loss_and_gradients(plain)
+    assert len(fused_calls) == 12  # plain peft never is
+    fp32_loss, fp32_grads = loss_and_gradients(fused_and_peft(build)[1])  # the reference: peft in full precision
+    assert fused_loss.dtype == plain_loss.dtype == torch.float32
+    assert abs(fused_loss - fp32_loss) <= 2 * abs(plain_loss - fp32_loss) + 1e-3
+    assert fused_grads.keys() == plain_grads.keys()
+    for name, gradient in fused_grads.items():
+        assert gradient.dtype == plain_grads[name].dtype == torch.float32, name
+        if fp32_grads[name].norm() > 1e-4:  # (the QA bias's gradient is 0 up to rounding)
+            # no further from full precision than peft's own bf16 gradient: bf16 rounding, nothing more
+            fused_error, plain_error = (relative_error(g[name], fp32_grads[name]) for g in (fused_grads, plain_grads))
+            assert fused_error <= 1.5 * plain_error + 0.05, (name, fused_error, plain_error)
+
+
+def test_a_fused_layer_under_autocast_computes_in_the_autocast_dtype():
+    fused = add_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+    layer = next(module for module in fused.modules() if isinstance(module, fused_lora.FusedLoraLinear))
+    x = torch.randn(2, 5, layer.in_features, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and layer.lora_A["default"].weight.grad.dtype == torch.float32
+
+
+def test_lora_fused_false_is_peft_own_path(fused_calls):
+    plain = add_lora(tiny_distilbert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear", fused=False)
+    assert not [m for m in plain.modules() if isinstance(m, (fused_lora.FusedLoraLinear, fused_lora.GeluKeepingInput))]
+    fused = add_lora(tiny_distilbert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+    fused.load_state_dict(plain.state_dict())
+    plain_loss, _ = loss_and_gradients(plain)
+    assert fused_calls == []
+    fused_loss, _ = loss_and_gradients(fused)
+    assert len(fused_calls) == 12
+    torch.testing.assert_close(fused_loss, plain_loss)

@@ -162,3 +162,31 @@ def test_heldout_errors_name_the_parameter_and_leave_no_output(tokenized, heldou
     assert_clean_failure(run_stage("heldout", cwd=tokenized), *fragments)
     assert not (tokenized / "data/split/heldout.jsonl").exists()
     assert not (tokenized / "metrics/heldout/data.json").exists()
+
+
+def test_bf16_trains_and_evaluates_and_is_recorded(tokenized):
+    """train.precision bf16 (mixed precision, the Trainer's autocast) through the stages, fused LoRA path included."""
+    from squad_ft.device import cpu_has_native_bf16
+
+    assert run_stage("tokenize", cwd=tokenized).returncode == 0
+    set_params(tokenized, "train", precision="bf16")
+    result = run_stage("train@lora", cwd=tokenized)
+    assert result.returncode == 0, result.stderr
+    assert ("emulated, slower than fp32" in result.stderr) == (not cpu_has_native_bf16())
+    summary = json.loads((tokenized / "data/trained/lora/train_summary.json").read_text())
+    assert summary["precision"] == "bf16" and summary["device"].endswith(", bf16)")
+    assert summary["final_loss"] < summary["initial_loss"]  # it learns in bf16 too
+    assert run_stage("evaluate@lora-test", cwd=tokenized).returncode == 0
+    assert json.loads((tokenized / "metrics/test/lora.json").read_text())["eval_precision"] == "bf16"
+
+
+def test_lora_fused_false_trains_the_same_parameters(tokenized):
+    assert run_stage("tokenize", cwd=tokenized).returncode == 0
+    summaries = []
+    for fused in (True, False):
+        set_params(tokenized, "lora", fused=fused)
+        assert run_stage("train@lora", cwd=tokenized).returncode == 0
+        summaries.append(json.loads((tokenized / "data/trained/lora/train_summary.json").read_text()))
+    assert summaries[0]["trainable_params"] == summaries[1]["trainable_params"]
+    assert summaries[0]["initial_loss"] == pytest.approx(summaries[1]["initial_loss"], rel=1e-5)  # the same model
+    assert summaries[0]["final_loss"] == pytest.approx(summaries[1]["final_loss"], rel=1e-3)
