@@ -126,10 +126,13 @@ def test_the_report_has_every_row_and_the_loss_plot(repo):
 
 def test_outputs_have_one_home_and_shared_weights_are_stored_once(repo):
     repo, _ = repo
-    assert sorted(path.name for path in (repo / "models").iterdir()) == ["full", "lora", "lora-merged"]
-    assert sorted(path.name for path in (repo / "metrics").iterdir()) == ["heldout", "loss.png", "report.md", "test"]
+    def names(folder: Path) -> list[str]:
+        return sorted(path.name for path in folder.iterdir() if path.name != ".gitignore")  # DVC's
+
+    assert names(repo / "models") == ["full", "lora", "lora-merged"]
+    assert names(repo / "metrics") == ["heldout", "loss.png", "report.md", "test"]
     for eval_set in ("test", "heldout"):
-        assert sorted(path.name for path in (repo / "metrics" / eval_set).iterdir()) == \
+        assert names(repo / "metrics" / eval_set) == \
             sorted(["full.json", "lora.json", "lora_vs_full.json"] + (["data.json"] if eval_set == "heldout" else []))
     for mode, weights in (("full", "model.safetensors"), ("lora", "adapter_model.safetensors")):
         trained, packaged = (repo / folder / mode / weights for folder in ("data/trained", "models"))
@@ -138,8 +141,10 @@ def test_outputs_have_one_home_and_shared_weights_are_stored_once(repo):
 
 
 def test_the_model_folders_are_dvc_artifacts(repo, tmp_path):
+    """Registered as DVC's model registry does it (a Git tag NAME@vVERSION), each folder downloads by name."""
     repo, _ = repo
     for name, variant in (("squad-ft-full", "full"), ("squad-ft-lora", "lora"), ("squad-ft-lora-merged", "lora-merged")):
+        run(repo, "git", "tag", "-a", f"{name}@v0.1.0", "-m", f"{name} v0.1.0")
         out = tmp_path / name
         run(tmp_path, "dvc", "artifacts", "get", str(repo), name, "-o", str(out))
         packaged = repo / "models" / variant

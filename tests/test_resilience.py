@@ -65,9 +65,11 @@ def test_a_signal_ends_the_stage_with_one_line_and_no_partial_output(long_traini
         assert not [path for path in (long_training / output).rglob("*") if path.is_file() or ".tmp" in path.name]
 
 
-def without_timestamps(loss_log: Path) -> list[list[str]]:
-    """dvclive's loss.tsv rows (timestamp, step, loss) without the timestamp."""
-    return [line.split("\t")[1:] for line in loss_log.read_text().splitlines()]
+def loss_rows(loss_log: Path) -> list[list[str]]:
+    """dvclive's loss.tsv rows: (step, loss) under a header (dvclive writes no timestamps by default)."""
+    rows = [line.split("\t") for line in loss_log.read_text().splitlines()]
+    assert rows[0] == ["step", "loss"], rows[0]
+    return rows
 
 
 def mid_epoch_checkpoint(project: Path) -> int | None:
@@ -96,7 +98,7 @@ def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, m
     assert "resuming" not in reference.stdout
     expected_weights = (project / f"data/trained/{mode}/{weights}").read_bytes()
     expected_summary = json.loads((project / f"data/trained/{mode}/train_summary.json").read_text())
-    expected_log = without_timestamps(project / f"dvclive/{mode}/plots/metrics/loss.tsv")
+    expected_log = loss_rows(project / f"dvclive/{mode}/plots/metrics/loss.tsv")
     assert not list(project.glob(".checkpoints/*")), "checkpoints are removed when the stage finishes"
 
     shutil.rmtree(project / f"data/trained/{mode}")  # as dvc repro removes a stage's outputs before running it
@@ -115,7 +117,7 @@ def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, m
     timings = {"train_runtime_s", "train_features_per_s", "model_memory_mb", "peak_memory_mb"}  # of the resumed part
     assert {key: value for key, value in summary.items() if key not in timings} == \
         {key: value for key, value in expected_summary.items() if key not in timings}
-    assert without_timestamps(project / f"dvclive/{mode}/plots/metrics/loss.tsv") == expected_log  # every step's loss
+    assert loss_rows(project / f"dvclive/{mode}/plots/metrics/loss.tsv") == expected_log  # every step's loss
     assert not list(project.glob(".checkpoints/*"))
 
 
@@ -156,6 +158,12 @@ def test_model_folders_hold_no_pickle_and_a_copied_adapter_loads(long_training, 
     assert original.keys() == copied.keys()
     for key in original:
         assert original[key].equal(copied[key]), key
+
+
+def predict(project: Path, folder: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "squad_ft.predict", "--model", str(folder), *flags,
+                           "--question", "What is the capital of italy?", "--context", "the capital of italy is rome ."],
+                          cwd=project, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.fixture
@@ -229,7 +237,7 @@ def test_an_unreachable_hub_fails_fast_with_one_line(tokenized, section, key, va
 @pytest.mark.parametrize("edit, fragment", [
     (lambda p: p["lora"].pop("alpha"), "params.yaml: lora.alpha is missing"),
     (lambda p: p["lora"].update(alhpa=16), "params.yaml: lora.alhpa is not a parameter; lora has: "),
-    (lambda p: p["lora"].update(alpha="sixteen"), "params.yaml: lora.alpha must be a number, got 'sixteen'"),
+    (lambda p: p["lora"].update(alpha="sixteen"), "params.yaml: lora.alpha must be a positive number, got 'sixteen'"),
     (lambda p: p["train"].update(batch_size=2.5), "params.yaml: train.batch_size must be a positive integer, got 2.5"),
     (lambda p: p["full"].update(epochs=0), "params.yaml: full.epochs must be a positive number, got 0"),
     (lambda p: p["lora"].update(learning_rate="-2e-4"), "params.yaml: lora.learning_rate must be a positive number, got -0.0002"),

@@ -103,9 +103,9 @@ def test_gradient_checkpointing_recomputes_the_same_training(tokenized, mode, we
     for checkpointing in (False, True):
         set_params(tokenized, "train", gradient_checkpointing=checkpointing)
         assert run_stage(f"train@{mode}", cwd=tokenized).returncode == 0
-        log = (tokenized / f"dvclive/{mode}/plots/metrics/loss.tsv").read_text().splitlines()[1:]
+        log = (tokenized / f"dvclive/{mode}/plots/metrics/loss.tsv").read_text().splitlines()[1:]  # step, loss
         runs.append({"summary": json.loads((tokenized / f"data/trained/{mode}/train_summary.json").read_text()),
-                     "losses": [(int(step), float(loss)) for _, step, loss in (line.split("\t") for line in log)],
+                     "losses": [(int(step), float(loss)) for step, loss in (line.split("\t") for line in log)],
                      "weights": safetensors.torch.load_file(tokenized / f"data/trained/{mode}/{weights}")})
     without, with_ = runs
     assert [step for step, _ in without["losses"]] == [step for step, _ in with_["losses"]]
