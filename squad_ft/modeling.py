@@ -4,16 +4,18 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
 from squad_ft.errors import UserError, first_line
-from squad_ft.fused_lora import FusedLoraLinear, keep_gelu_inputs
 from squad_ft.hub import check_local, hub_reachable, unreachable_note
 from squad_ft.params import DECODING, WINDOW
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 QA_HEAD = "qa_outputs"
 ALL_LINEAR = "all-linear"
@@ -84,6 +86,12 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
     layers compute through `FusedLoraLinear`, and those fed by a GELU save its input rather than its
     output (`keep_gelu_inputs`); without, they are peft's own.
     """
+    # peft is imported here, not with the module: it takes seconds, and the stages that never build
+    # or load an adapter (tokenize, evaluating or packaging the full model) do not need it
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    from squad_ft.fused_lora import FusedLoraLinear, keep_gelu_inputs
+
     available = linear_module_names(model)
     if target_modules != ALL_LINEAR:
         if isinstance(target_modules, str):
@@ -170,6 +178,8 @@ def load_trained(path: str | Path, base_model: str | None = None) -> torch.nn.Mo
     check_model_folder(path)
     if not (Path(path) / ADAPTER_CONFIG).exists():
         return AutoModelForQuestionAnswering.from_pretrained(path)
+    from peft import PeftModel  # only for an adapter folder (see add_lora)
+
     config = json.loads((Path(path) / ADAPTER_CONFIG).read_text())
     recorded = config["base_model_name_or_path"]
     revision = config.get("revision") if base_model in (None, recorded) else None
