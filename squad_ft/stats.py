@@ -53,3 +53,46 @@ def scores_with_intervals(question_scores: dict[str, list[float]], settings: dic
         summary[name] = round(100 * float(np.mean(values)), 2)
         summary[f"{name}_ci"] = interval(values, settings)
     return summary
+
+
+def seeds_and_questions_means(per_seed: list[np.ndarray], settings: dict) -> np.ndarray:
+    """Two-level bootstrap of a mean over seeds: each resample draws as many seeds as there are, with
+    replacement, and within each drawn seed its questions, with replacement; its value is the mean
+    over the drawn seeds of their resampled question means. The seed's variance and the
+    questions' both widen the spread, as they move a score."""
+    rng = np.random.default_rng(settings["seed"])
+    per_seed = [np.asarray(values, dtype=float) for values in per_seed]
+    resamples, seeds = settings["resamples"], len(per_seed)
+    total = np.zeros(resamples)
+    for _ in range(seeds):  # one drawn seed per pass, for every resample at once
+        drawn = rng.integers(0, seeds, resamples)
+        for seed, values in enumerate(per_seed):
+            chosen = np.flatnonzero(drawn == seed)
+            for start in range(0, len(chosen), CHUNK):
+                rows = chosen[start:start + CHUNK]
+                total[rows] += values[rng.integers(0, len(values), size=(len(rows), len(values)))].mean(axis=-1)
+    return total / seeds
+
+
+def pooled_over_seeds(per_seed: list[np.ndarray], settings: dict) -> dict:
+    """The mean over seeds of per-question `values` (0-1; one array per seed), in percent, with its
+    interval from `seeds_and_questions_means`."""
+    mean = np.mean([np.mean(values) for values in per_seed])
+    return {"mean": round(100 * float(mean), 2),
+            "interval": _percentiles(seeds_and_questions_means(per_seed, settings), settings)}
+
+
+def pooled_difference(per_seed_first: list, per_seed_second: list, settings: dict) -> dict:
+    """`second` minus `first`, pooled over seeds: per seed paired on the same questions (each seed's
+    `paired_difference`), pooled as the mean over seeds, with a two-level bootstrap interval
+    (seeds, then questions within each; `seeds_and_questions_means`)."""
+    differences = []
+    for first, second in zip(per_seed_first, per_seed_second, strict=True):
+        first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+        if first.shape != second.shape:
+            raise UserError("a paired comparison needs the same questions for both models")
+        differences.append(second - first)
+    pooled = pooled_over_seeds(differences, settings)
+    return {"difference": pooled["mean"], "interval": pooled["interval"],
+            "per_seed": [paired_difference(first, second, settings)
+                         for first, second in zip(per_seed_first, per_seed_second)]}

@@ -2,12 +2,20 @@
 
     dvc exp run --queue -S 'train.seed=range(1,6)'   # five seeds, queued
     dvc queue start && dvc queue status               # run them (or: dvc exp run --run-all)
-    python -m squad_ft.sweep                          # mean +- std per model and evaluation set
+    python -m squad_ft.sweep                          # mean +- std per model, and the pooled verdict
+    dvc exp run --queue -S 'lora.r=1,4,16,64' -S 'train.seed=1,2'   # a rank sweep, then:
+    python -m squad_ft.sweep --plot rank_curve.png --tsv rank_curve.tsv
 
 Reads `dvc exp show --json` (the experiments of the current commit; `--json-file` reads a
 saved copy instead). Experiments are grouped by the parameters that differ between them,
 other than `train.seed`; each group gets the mean and sample standard deviation of exact
 match and F1 for every model and evaluation set it was scored on.
+
+Then, per group and evaluation set, LoRA against full fine-tuning pooled over the seeds, from
+each experiment's predictions (read from DVC's cache): each model's mean over seeds, LoRA minus
+full fine-tuning per seed (paired on the same questions) and pooled, each with an interval from
+a bootstrap that resamples the seeds and, within each, the questions (bootstrap settings from
+params.yaml), and one verdict per score.
 """
 from __future__ import annotations
 
@@ -19,10 +27,17 @@ from pathlib import Path
 import pandas as pd
 
 from squad_ft.errors import UserError
+from squad_ft.metric import question_scores
+from squad_ft.params import load_params
+from squad_ft.report import verdict
 from squad_ft.stage import run_stage
+from squad_ft.stats import pooled_difference, pooled_over_seeds
 
 SEED = "train.seed"
+RANK = "lora.r"
 SCORES = {"exact_match": "exact match", "f1": "F1"}
+# where each experiment's questions and predictions are (dvc.yaml's paths)
+QUESTIONS, PREDICTIONS = "data/split/{set}.jsonl", "data/predictions/{set}/{mode}.json"
 
 
 def _flatten(params: dict, prefix: str = "") -> dict:
@@ -50,6 +65,7 @@ def finished_experiments(exp_show: list[dict]) -> list[dict]:
                 continue  # queued, running or failed
             runs.append({
                 "name": experiment.get("name") or revision["rev"][:7],
+                "rev": revision["rev"],
                 "params": _flatten(data["params"]["params.yaml"]["data"]),
                 "scores": evaluations,
             })
@@ -77,6 +93,118 @@ def summary_table(runs: list[dict]) -> pd.DataFrame:
     return table.reset_index()
 
 
+def _interval(result: dict) -> str:
+    low, high = result["interval"]
+    return f"[{low:.1f}, {high:.1f}]"
+
+
+def per_question(rev: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
+    """{mode: {score: per-question values}} of experiment `rev` on `eval_set`, from DVC's cache."""
+    from dvc.api import DVCFileSystem
+
+    fs = DVCFileSystem(".", rev=rev)
+    try:
+        examples = [json.loads(line) for line in fs.read_text(QUESTIONS.format(set=eval_set)).splitlines()]
+        predictions = {mode: json.loads(fs.read_text(PREDICTIONS.format(set=eval_set, mode=mode)))
+                       for mode in ("full", "lora")}
+    except (OSError, ValueError) as err:
+        raise UserError(f"experiment {rev[:7]}: cannot read its {eval_set} predictions from DVC's cache: {err}") from err
+    references = {example["id"]: example["answers"]["text"] for example in examples}
+    return {mode: question_scores(answers, references) for mode, answers in predictions.items()}
+
+
+def pooled_table(runs: list[dict], settings: dict, read=per_question) -> pd.DataFrame:
+    """Per group of parameters, evaluation set and score: each model's mean over seeds, LoRA minus full
+    fine-tuning per seed and pooled, with intervals over seeds and questions, and the verdict.
+
+    `read(rev, eval_set)` gives an experiment's per-question scores ({mode: {score: values}})."""
+    params = pd.DataFrame([run["params"] for run in runs])
+    varying = [key for key in params.columns if key != SEED and params[key].nunique(dropna=False) > 1]
+    groups: dict[tuple, list[dict]] = {}
+    for run, (_, values) in zip(runs, params.iterrows()):
+        groups.setdefault(tuple(values[key] for key in varying), []).append({**run, "seed": values.get(SEED)})
+    rows = []
+    for group, members in sorted(groups.items(), key=lambda item: str(item[0])):
+        members = sorted(members, key=lambda run: run["seed"])
+        for eval_set in sorted({scores["eval_set"] for run in members for scores in run["scores"]}, reverse=True):
+            scored = [read(run["rev"], eval_set) for run in members]
+            for score, label in SCORES.items():
+                full, lora = ([seed[mode][score] for seed in scored] for mode in ("full", "lora"))
+                difference = pooled_difference(full, lora, settings)
+                means = {mode: pooled_over_seeds(values, settings) for mode, values in (("full", full), ("lora", lora))}
+                rows.append({
+                    **dict(zip(varying, group)), "evaluation set": eval_set, "score": label,
+                    "seeds": ", ".join(str(run["seed"]) for run in members),
+                    "full fine-tuning": f"{means['full']['mean']:.1f} {_interval(means['full'])}",
+                    "LoRA": f"{means['lora']['mean']:.1f} {_interval(means['lora'])}",
+                    "LoRA - full, per seed": ", ".join(f"{seed['difference']:+.1f}" for seed in difference["per_seed"]),
+                    "LoRA - full, pooled": f"{difference['difference']:+.1f} {_interval(difference)}",
+                    "verdict": verdict(difference["interval"]),
+                })
+    return pd.DataFrame(rows)
+
+
+def rank_curve(runs: list[dict], settings: dict, read=per_question, eval_set: str = "heldout") -> tuple[pd.DataFrame, dict]:
+    """LoRA's F1 on `eval_set` against its size, one row per lora.r, pooled over seeds: the share of
+    full fine-tuning's trained parameters, LoRA's F1 with its interval, and LoRA minus full
+    fine-tuning pooled with its verdict; and full fine-tuning's F1 over every seed ({"mean", "interval"}).
+
+    The experiments must differ only in lora.r and train.seed (a rank sweep)."""
+    params = pd.DataFrame([run["params"] for run in runs])
+    other = [key for key in params.columns if key not in (SEED, RANK) and params[key].nunique(dropna=False) > 1]
+    if RANK not in params or other:
+        raise UserError(f"a rank curve needs experiments that differ only in {RANK} and {SEED}"
+                        + (f"; these also differ in {', '.join(other)}" if other else ""))
+    scored = {run["rev"]: read(run["rev"], eval_set) for run in runs}
+    full_by_seed = {run["params"].get(SEED): scored[run["rev"]]["full"]["f1"] for run in runs}  # one per seed
+    full = pooled_over_seeds(list(full_by_seed.values()), settings)
+    rows = []
+    for rank in sorted(params[RANK].unique()):
+        members = sorted((run for run in runs if run["params"][RANK] == rank), key=lambda run: run["params"].get(SEED))
+        sizes = {mode: next(s["trainable_params"] for s in members[0]["scores"] if s["mode"] == mode) for mode in ("full", "lora")}
+        lora = [scored[run["rev"]]["lora"]["f1"] for run in members]
+        difference = pooled_difference([scored[run["rev"]]["full"]["f1"] for run in members], lora, settings)
+        pooled = pooled_over_seeds(lora, settings)
+        rows.append({RANK: int(rank), "seeds": len(members), "lora_trainable_params": sizes["lora"],
+                     "share_of_full": sizes["lora"] / sizes["full"], "f1": pooled["mean"],
+                     "f1_low": pooled["interval"][0], "f1_high": pooled["interval"][1],
+                     "f1_difference": difference["difference"], "f1_difference_low": difference["interval"][0],
+                     "f1_difference_high": difference["interval"][1], "verdict": verdict(difference["interval"])})
+    return pd.DataFrame(rows), full
+
+
+def smallest_rank_within_noise(curve: pd.DataFrame) -> int | None:
+    """The smallest lora.r whose pooled F1 difference from full fine-tuning is within noise or better."""
+    matching = curve[curve["f1_difference_high"] >= 0]
+    return int(matching[RANK].min()) if len(matching) else None
+
+
+def plot_rank_curve(curve: pd.DataFrame, full: dict, eval_set: str, out: Path) -> None:
+    """LoRA's F1 with its interval against its share of full fine-tuning's trained parameters (log
+    scale), full fine-tuning's F1 and interval as a band across."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    share, label = 100 * curve["share_of_full"], {"heldout": "held-out"}.get(eval_set, eval_set)
+    ax.axhspan(*full["interval"], color="tab:blue", alpha=0.15, label=f"full fine-tuning {full['mean']:.1f} (interval)")
+    ax.axhline(full["mean"], color="tab:blue", linewidth=1)
+    ax.errorbar(share, curve["f1"], yerr=[curve["f1"] - curve["f1_low"], curve["f1_high"] - curve["f1"]],
+                marker="o", color="tab:orange", capsize=3, label="LoRA (interval over seeds and questions)")
+    for x, y, rank in zip(share, curve["f1"], curve[RANK]):
+        ax.annotate(f"r={rank}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.set_xscale("log")
+    ax.set(xlabel="LoRA's trained parameters, % of full fine-tuning's (log scale)", ylabel=f"{label} F1",
+           title=f"LoRA's rank curve ({label} F1, pooled over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120, format="png")
+    plt.close(fig)
+
+
 def _exp_show() -> list[dict]:
     try:
         result = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=True)
@@ -89,12 +217,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json-file", type=Path, help="a saved `dvc exp show --json` instead of running it")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="for a rank sweep (experiments differing only in lora.r and train.seed): LoRA's rank "
+                             "curve on the held-out set")
+    parser.add_argument("--tsv", type=Path, metavar="FILE.tsv", help="with --plot: the curve as a table, for `dvc plots`")
     args = parser.parse_args()
     exp_show = json.loads(args.json_file.read_text()) if args.json_file else _exp_show()
     runs = finished_experiments(exp_show)
     table = summary_table(runs)
     print(f"{len(runs)} finished experiments; mean ± sample standard deviation over seeds\n")
     print(table.to_markdown(index=False, disable_numparse=True))
+    settings = load_params()["bootstrap"]
+    print(f"\nLoRA against full fine-tuning, pooled over seeds: means and differences with "
+          f"{settings['confidence']:.0%} intervals from a bootstrap over seeds, then questions\n")
+    print(pooled_table(runs, settings).to_markdown(index=False, disable_numparse=True))
+    if args.plot:
+        curve, full = rank_curve(runs, settings)
+        plot_rank_curve(curve, full, "heldout", args.plot)
+        if args.tsv:
+            curve.to_csv(args.tsv, sep="\t", index=False)
+        smallest = smallest_rank_within_noise(curve)
+        print(f"\nrank curve -> {args.plot}; the smallest {RANK} within noise of full fine-tuning (held-out F1): "
+              f"{smallest if smallest is not None else 'none'}")
 
 
 if __name__ == "__main__":

@@ -241,12 +241,13 @@ def test_queued_seeds_are_summarised(repo):
 
     # what the table must say, from the experiments' own metrics: LoRA's held-out F1 over the
     # seeds of the group that the queued runs belong to (heldout.n_examples=12, lora.r=8)
-    by_seed = {}
+    by_seed, full_by_seed = {}, {}
     for experiment in exp_show[1]["experiments"]:
         data = experiment["revs"][0]["data"]
         params = data["params"]["params.yaml"]["data"]
         if params["heldout"]["n_examples"] == 12:
             by_seed[params["train"]["seed"]] = data["metrics"]["metrics/heldout/lora.json"]["data"]
+            full_by_seed[params["train"]["seed"]] = data["metrics"]["metrics/heldout/full.json"]["data"]
     assert {42, 1} <= set(by_seed)
     row = next(line for line in table.splitlines() if re.match(r"\| 12 +\| lora +\| heldout ", line))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
@@ -257,6 +258,21 @@ def test_queued_seeds_are_summarised(repo):
         std = (sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) ** 0.5
         assert cells[column] == f"{mean:.1f} ± {std:.1f}", score
     assert "train.seed" not in table.splitlines()[2]  # the seed is what varies within a group, not a column
+
+    # the pooled verdict, from the experiments' own predictions: per seed LoRA's F1 minus full
+    # fine-tuning's on the same 12 questions, and their mean
+    row = next(line for line in table.splitlines() if re.match(r"\| 12 +\| heldout +\| F1 ", line))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    seeds = sorted(by_seed)
+    assert cells[3] == ", ".join(map(str, seeds))
+    differences = [by_seed[seed]["f1"] - full_by_seed[seed]["f1"] for seed in seeds]
+    assert [float(value) for value in cells[6].split(", ")] == pytest.approx(differences, abs=0.11)
+    pooled, interval = cells[7].split(" ", 1)
+    assert float(pooled) == pytest.approx(sum(differences) / len(differences), abs=0.11)
+    low, high = (float(end) for end in interval.strip("[]").split(", "))
+    assert low <= float(pooled) <= high
+    assert cells[8] == ("within noise (the interval includes 0)" if low <= 0 <= high else
+                        f"{'LoRA' if low > 0 else 'full fine-tuning'} better (the interval excludes 0)")
 
 
 def edit_question(path: Path, index: int) -> None:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from squad_ft.stats import interval, paired_difference, scores_with_intervals
+from squad_ft.stats import interval, paired_difference, pooled_difference, pooled_over_seeds, scores_with_intervals
 
 SETTINGS = {"resamples": 2000, "seed": 0, "confidence": 0.95}
 
@@ -50,3 +50,62 @@ def test_scores_with_intervals_in_percent():
     assert summary["exact_match"] == 50.0 and summary["f1"] == 62.5
     assert 0 <= summary["f1_ci"][0] <= 62.5 <= summary["f1_ci"][1] <= 100
     assert 0 <= summary["exact_match_ci"][0] <= 50.0 <= summary["exact_match_ci"][1] <= 100
+
+
+def seeds_of(rng, n_seeds: int, questions: int, p_full: float, shifts: list[float]):
+    """Per-seed per-question correctness (0/1) of two models on the same questions: full fine-tuning
+    right with probability p_full, LoRA with p_full + that seed's shift, the two correlated (a
+    shared question difficulty), as two real models are."""
+    full, lora = [], []
+    for seed in range(n_seeds):
+        difficulty = rng.random(questions)
+        full.append((difficulty < p_full).astype(float))
+        lora.append((difficulty < p_full + shifts[seed]).astype(float))
+    return full, lora
+
+
+def test_a_true_difference_pooled_over_seeds_is_found():
+    full, lora = seeds_of(np.random.default_rng(0), 3, 1000, 0.5, [0.05, 0.06, 0.04])  # LoRA +5 points
+    pooled = pooled_difference(full, lora, SETTINGS)
+    low, high = pooled["interval"]
+    assert 0 < low < pooled["difference"] < high
+    assert pooled["difference"] == pytest.approx(5.0, abs=1.0)
+    assert [seed["difference"] for seed in pooled["per_seed"]] == [
+        paired_difference(f, l, SETTINGS)["difference"] for f, l in zip(full, lora)]
+
+
+def test_no_difference_is_not_found():
+    full, lora = seeds_of(np.random.default_rng(1), 3, 1000, 0.5, [0.0, 0.0, 0.0])
+    # independent noise on top of the shared difficulty: the models disagree on some questions
+    rng = np.random.default_rng(2)
+    lora = [np.where(rng.random(len(scores)) < 0.1, 1 - scores, scores) for scores in lora]
+    full = [np.where(rng.random(len(scores)) < 0.1, 1 - scores, scores) for scores in full]
+    low, high = pooled_difference(full, lora, SETTINGS)["interval"]
+    assert low < 0 < high
+
+
+def test_seed_variance_widens_the_pooled_interval():
+    """The same mean difference (+1 point) over seeds that agree, and over seeds that do not (+6, -4, +1):
+    resampling the seeds widens the second interval, beyond what resampling questions alone gives."""
+    rng = np.random.default_rng(3)
+    agreeing = pooled_difference(*seeds_of(rng, 3, 1000, 0.5, [0.01, 0.01, 0.01]), SETTINGS)
+    full, lora = seeds_of(rng, 3, 1000, 0.5, [0.06, -0.04, 0.01])
+    disagreeing = pooled_difference(full, lora, SETTINGS)
+    width = lambda result: result["interval"][1] - result["interval"][0]  # noqa: E731
+    assert width(disagreeing) > 2 * width(agreeing)
+    questions_only = paired_difference(np.concatenate(full), np.concatenate(lora), SETTINGS)
+    assert width(disagreeing) > 2 * (questions_only["interval"][1] - questions_only["interval"][0])
+
+
+def test_one_seed_pools_to_its_own_paired_interval_width():
+    full, lora = seeds_of(np.random.default_rng(4), 1, 500, 0.6, [0.03])
+    pooled, alone = pooled_difference(full, lora, SETTINGS), paired_difference(full[0], lora[0], SETTINGS)
+    assert pooled["difference"] == alone["difference"]
+    assert pooled["interval"] == pytest.approx(alone["interval"], abs=1.0)  # the same bootstrap, other draws
+
+
+def test_a_model_mean_over_seeds_has_an_interval():
+    full, _ = seeds_of(np.random.default_rng(5), 3, 800, 0.55, [0, 0, 0])
+    pooled = pooled_over_seeds(full, SETTINGS)
+    assert pooled["mean"] == pytest.approx(100 * np.mean([scores.mean() for scores in full]), abs=0.01)
+    assert pooled["interval"][0] < pooled["mean"] < pooled["interval"][1]

@@ -1,0 +1,89 @@
+"""The experiment summary: means over seeds per group, and LoRA against full fine-tuning pooled over seeds."""
+import numpy as np
+import pytest
+
+from squad_ft.errors import UserError
+from squad_ft.stats import pooled_difference
+from squad_ft.sweep import plot_rank_curve, pooled_table, rank_curve, smallest_rank_within_noise, summary_table
+
+SETTINGS = {"resamples": 2000, "seed": 0, "confidence": 0.95}
+
+
+def run(rev: str, seed: int, rank: int, f1: dict[str, float]) -> dict:
+    return {"name": rev, "rev": rev, "params": {"train.seed": seed, "lora.r": rank, "model.name": "m"},
+            "scores": [{"mode": mode, "eval_set": "heldout", "exact_match": value - 10, "f1": value}
+                       for mode, value in f1.items()]}
+
+
+def per_question_scores(lora_shift: float, seed: int, questions: int = 600):
+    """Per-question scores of both models, correlated through a shared difficulty; LoRA better by `lora_shift`."""
+    difficulty = np.random.default_rng(seed).random(questions)
+    return {"full": {score: (difficulty < 0.5).astype(float).tolist() for score in ("exact_match", "f1")},
+            "lora": {score: (difficulty < 0.5 + lora_shift).astype(float).tolist() for score in ("exact_match", "f1")}}
+
+
+def test_the_pooled_table_finds_a_difference_in_one_group_and_none_in_the_other():
+    # rank 4: LoRA +6 points in every seed; rank 16: LoRA as good as full fine-tuning in every seed
+    shifts = {"a": 0.06, "b": 0.06, "c": 0.06, "d": 0.0, "e": 0.0, "f": 0.0}
+    runs = [run("a", 1, 4, {"full": 50, "lora": 56}), run("b", 2, 4, {"full": 50, "lora": 56}),
+            run("c", 3, 4, {"full": 50, "lora": 56}), run("d", 1, 16, {"full": 50, "lora": 50}),
+            run("e", 2, 16, {"full": 50, "lora": 50}), run("f", 3, 16, {"full": 50, "lora": 50})]
+    seeds = {"a": 1, "b": 2, "c": 3, "d": 1, "e": 2, "f": 3}
+    read_calls = []
+
+    def read(rev, eval_set):
+        read_calls.append((rev, eval_set))
+        return per_question_scores(shifts[rev], seeds[rev])
+
+    table = pooled_table(runs, SETTINGS, read)
+    assert sorted(read_calls) == sorted((rev, "heldout") for rev in shifts)  # each experiment's predictions, once
+    assert list(table["lora.r"]) == [16, 16, 4, 4] and list(table["score"]) == ["exact match", "F1"] * 2
+    assert set(table["seeds"]) == {"1, 2, 3"}
+    rank4 = table[(table["lora.r"] == 4) & (table["score"] == "F1")].iloc[0]
+    expected = pooled_difference(*([per_question_scores(0.06, seed)[mode]["f1"] for seed in (1, 2, 3)]
+                                   for mode in ("full", "lora")), SETTINGS)
+    low, high = expected["interval"]
+    assert rank4["LoRA - full, pooled"] == f"{expected['difference']:+.1f} [{low:.1f}, {high:.1f}]"
+    assert rank4["LoRA - full, per seed"] == ", ".join(f"{seed['difference']:+.1f}" for seed in expected["per_seed"])
+    assert rank4["verdict"] == "LoRA better (the interval excludes 0)"
+    rank16 = table[(table["lora.r"] == 16) & (table["score"] == "F1")].iloc[0]
+    assert rank16["LoRA - full, pooled"] == "+0.0 [0.0, 0.0]"  # the same answers: exactly no difference
+    assert rank16["verdict"] == "within noise (the interval includes 0)"
+
+
+def test_the_means_table_groups_by_what_varies_other_than_the_seed():
+    runs = [run("a", 1, 4, {"full": 50, "lora": 52}), run("b", 2, 4, {"full": 54, "lora": 56})]
+    table = summary_table(runs)
+    assert "train.seed" not in table.columns and "model.name" not in table.columns  # constant: no column
+    full = table[table["model"] == "full"].iloc[0]
+    assert (full["runs"], full["seeds"], full["F1"]) == (2, "1, 2", f"52.0 ± {np.std([50, 54], ddof=1):.1f}")
+
+
+def test_the_rank_curve_pools_each_rank_and_names_the_smallest_within_noise(tmp_path):
+    """Ranks 1 and 4 worse than full fine-tuning in every seed, 16 as good: 16 is the smallest within noise."""
+    shifts = {1: -0.15, 4: -0.08, 16: 0.0}
+    runs, reads = [], {}
+    for rank, shift in shifts.items():
+        for seed in (1, 2):
+            rev = f"r{rank}s{seed}"
+            runs.append({"name": rev, "rev": rev, "params": {"train.seed": seed, "lora.r": rank},
+                         "scores": [{"mode": "full", "eval_set": "heldout", "trainable_params": 1000, "f1": 50},
+                                    {"mode": "lora", "eval_set": "heldout", "trainable_params": 10 * rank, "f1": 50}]})
+            reads[rev] = per_question_scores(shift, seed)
+    curve, full = rank_curve(runs, SETTINGS, lambda rev, eval_set: reads[rev])
+    assert list(curve["lora.r"]) == [1, 4, 16] and list(curve["share_of_full"]) == [0.01, 0.04, 0.16]
+    assert list(curve["verdict"][:2]) == ["full fine-tuning better (the interval excludes 0)"] * 2
+    assert curve["verdict"].iloc[2] == "within noise (the interval includes 0)"
+    assert smallest_rank_within_noise(curve) == 16
+    assert (curve["f1_low"] <= curve["f1"]).all() and (curve["f1"] <= curve["f1_high"]).all()
+    assert curve["f1"].iloc[0] < curve["f1"].iloc[1] < curve["f1"].iloc[2]
+    assert full["interval"][0] <= full["mean"] == curve["f1"].iloc[2] <= full["interval"][1]  # rank 16 answers as full
+    plot_rank_curve(curve, full, "heldout", tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_rank_curve_of_experiments_differing_in_more_than_the_rank_is_one_error():
+    runs = [{"name": "a", "rev": "a", "params": {"train.seed": 1, "lora.r": 4, "lora.alpha": 8}, "scores": []},
+            {"name": "b", "rev": "b", "params": {"train.seed": 1, "lora.r": 8, "lora.alpha": 16}, "scores": []}]
+    with pytest.raises(UserError, match="differ only in lora.r and train.seed; these also differ in lora.alpha"):
+        rank_curve(runs, SETTINGS, lambda rev, eval_set: {})
