@@ -5,6 +5,7 @@ import yaml
 
 from squad_ft.hub import looks_local
 from squad_ft.inputs import describe
+from squad_ft.stats import interval_of
 
 TITLES = {"full": "full fine-tuning", "lora": "LoRA adapter", "lora-merged": "LoRA, merged into the base model"}
 
@@ -50,8 +51,8 @@ def model_card(variant: str, params: dict, evaluations: dict[str, dict]) -> str:
     if _hub_id(str(params["data"]["source"])):
         metadata["datasets"] = [params["data"]["source"]]
     rows = "\n".join(
-        f"| {eval_set} | {m[f'{eval_set}_examples']:,} | {m['exact_match']:.1f} {m['exact_match_ci']} | "
-        f"{m['f1']:.1f} {m['f1_ci']} |" for eval_set, m in evaluations.items()
+        f"| {eval_set} | {m[f'{eval_set}_examples']:,} | {m['exact_match']:.1f} {interval_of(m, 'exact_match')} | "
+        f"{m['f1']:.1f} {interval_of(m, 'f1')} |" for eval_set, m in evaluations.items()
     )
     settings = "\n".join(f"| {key} | {value} |" for key, value in training.items())
     peft_note = (

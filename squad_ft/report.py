@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import pandas as pd  # noqa: E402
 
+from squad_ft.stats import interval_of  # noqa: E402
+
 MODEL_LABELS = {"full": "Full fine-tuning", "lora": "LoRA"}
 SET_LABELS = {"test": "Test", "heldout": "Held-out"}
 DIFFERENCE = "LoRA - full (paired)"
@@ -82,11 +84,11 @@ def comparison_table(evaluations: dict[tuple[str, str], dict], comparisons: dict
                   f"{_percent(metrics[mode][f'{eval_set}_article_overlap'])}" for mode in modes
         }
         for key, score in SCORES.items():
-            row = {mode: _with_interval(metrics[mode][key], metrics[mode][f"{key}_ci"]) for mode in modes}
+            row = {mode: _with_interval(metrics[mode][key], interval_of(metrics[mode], key)) for mode in modes}
             if eval_set in comparisons:
                 compared = comparisons[eval_set]
                 row[DIFFERENCE] = _with_interval(
-                    compared[f"{key}_difference"], compared[f"{key}_difference_ci"], signed=True)
+                    compared[f"{key}_difference"], interval_of(compared, f"{key}_difference"), signed=True)
             rows[f"{name}: {score}"] = row
     rows["Device"] = {mode: evaluations["test", mode]["device"] for mode in modes}
     columns = [MODEL_LABELS[mode] for mode in modes] + ([DIFFERENCE] if comparisons else [])
@@ -99,7 +101,7 @@ def conclusions(comparisons: dict[str, dict]) -> list[str]:
     lines = []
     for eval_set, compared in comparisons.items():
         for key, score in SCORES.items():
-            interval = compared[f"{key}_difference_ci"]
+            interval = interval_of(compared, f"{key}_difference")
             lines.append(
                 f"{SET_LABELS[eval_set]} {score}, LoRA - full fine-tuning on the same {compared['questions']:,} "
                 f"questions: {_with_interval(compared[f'{key}_difference'], interval, signed=True)}: "

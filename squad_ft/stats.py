@@ -47,12 +47,18 @@ def _percentiles(means: np.ndarray, settings: dict) -> list[float]:
 
 
 def scores_with_intervals(question_scores: dict[str, list[float]], settings: dict) -> dict:
-    """Each score in percent, with its bootstrap interval as `<name>_ci`."""
+    """Each score in percent, with its bootstrap interval's ends as `<name>_ci_low` and `<name>_ci_high`
+    (numbers, not a list, so that `dvc metrics show` and `dvc metrics diff` show them)."""
     summary = {}
     for name, values in question_scores.items():
         summary[name] = round(100 * float(np.mean(values)), 2)
-        summary[f"{name}_ci"] = interval(values, settings)
+        summary[f"{name}_ci_low"], summary[f"{name}_ci_high"] = interval(values, settings)
     return summary
+
+
+def interval_of(metrics: dict, key: str) -> list[float]:
+    """[low, high] of `key`'s interval in a metrics file (`<key>_ci_low`, `<key>_ci_high`)."""
+    return [metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"]]
 
 
 def seeds_and_questions_means(per_seed: list[np.ndarray], settings: dict) -> np.ndarray:

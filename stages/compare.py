@@ -18,7 +18,7 @@ def main() -> None:
     for name in ("exact_match", "f1"):
         difference = paired_difference(full[name], lora[name], settings)
         comparison[f"{name}_difference"] = difference["difference"]
-        comparison[f"{name}_difference_ci"] = difference["interval"]
+        comparison[f"{name}_difference_ci_low"], comparison[f"{name}_difference_ci_high"] = difference["interval"]
     with atomic_output(paths.out) as out:
         write_json(out, comparison)
     print(json.dumps(comparison, indent=2))

@@ -87,7 +87,7 @@ def test_each_evaluation_scores_its_own_questions_with_intervals(repo, mode, eva
     assert (metrics["mode"], metrics["eval_set"], metrics[f"{eval_set}_examples"]) == (mode, eval_set, len(ids))
     assert set(read_json(repo / f"data/predictions/{eval_set}/{mode}.json")) == ids
     for score in ("exact_match", "f1"):
-        low, high = metrics[f"{score}_ci"]
+        low, high = metrics[f"{score}_ci_low"], metrics[f"{score}_ci_high"]
         assert 0 <= low <= metrics[score] <= high <= 100
     overlap = 1.0 if eval_set == "test" else 0.0  # the test split shares its paragraphs; held-out nothing
     assert metrics[f"{eval_set}_paragraph_overlap"] == metrics[f"{eval_set}_article_overlap"] == overlap
@@ -103,7 +103,7 @@ def test_each_comparison_pairs_lora_and_full_on_the_same_questions(repo, eval_se
     assert comparison["questions"] == questions
     for score in ("exact_match", "f1"):  # the mean of per-question differences is the difference of means
         assert comparison[f"{score}_difference"] == pytest.approx(lora[score] - full[score], abs=0.0151)  # each rounded to 2 decimals
-        low, high = comparison[f"{score}_difference_ci"]
+        low, high = comparison[f"{score}_difference_ci_low"], comparison[f"{score}_difference_ci_high"]
         assert low <= comparison[f"{score}_difference"] <= high
 
 
@@ -220,6 +220,14 @@ def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
     assert "metrics/test/full.json" not in diff and "metrics/heldout/full.json" not in diff  # full did not move
     trainable = diff["metrics/test/lora.json"]["trainable_params"]
     assert trainable["new"] == 2 * (trainable["old"] - 66) + 66  # rank 4 -> 8 doubles the adapters
+    # the intervals' ends are numbers DVC diffs, with their change (unless the retrained LoRA's happen not to move)
+    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json"))
+    workspace = next(iter(shown.values()))["data"]
+    for path, key in (("metrics/test/lora.json", "f1_ci_low"), ("metrics/heldout/lora_vs_full.json", "f1_difference_ci_high")):
+        assert isinstance(workspace[path]["data"][key], float), (path, key)
+        if key in diff.get(path, {}):
+            change = diff[path][key]
+            assert change["diff"] == pytest.approx(change["new"] - change["old"], abs=1e-6)
 
 
 def test_heldout_change_reruns_only_the_heldout_evaluations(repo):

@@ -8,7 +8,8 @@ TRAINING = {"epochs": 3, "trainable_params": 66364418, "total_params": 66364418,
 
 def evaluation(mode, eval_set, em, f1, overlap, **training):
     return {**TRAINING, **training, "mode": mode, "eval_set": eval_set, "exact_match": em, "f1": f1,
-            "exact_match_ci": [em - 3, em + 3], "f1_ci": [f1 - 2.5, f1 + 2.5], f"{eval_set}_examples": 1000,
+            "exact_match_ci_low": em - 3, "exact_match_ci_high": em + 3, "f1_ci_low": f1 - 2.5, "f1_ci_high": f1 + 2.5,
+            f"{eval_set}_examples": 1000,
             f"{eval_set}_paragraph_overlap": overlap, f"{eval_set}_article_overlap": 1.0 if overlap else 0.0}
 
 
@@ -21,9 +22,11 @@ EVALUATIONS = {
 }
 COMPARISONS = {
     "test": {"eval_set": "test", "questions": 1000, "exact_match_difference": -2.2,
-             "exact_match_difference_ci": [-5.1, 0.6], "f1_difference": -2.04, "f1_difference_ci": [-4.6, 0.5]},
+             "exact_match_difference_ci_low": -5.1, "exact_match_difference_ci_high": 0.6, "f1_difference": -2.04,
+             "f1_difference_ci_low": -4.6, "f1_difference_ci_high": 0.5},
     "heldout": {"eval_set": "heldout", "questions": 1000, "exact_match_difference": -5.0,
-                "exact_match_difference_ci": [-7.9, -2.1], "f1_difference": -4.5, "f1_difference_ci": [-7.0, -2.0]},
+                "exact_match_difference_ci_low": -7.9, "exact_match_difference_ci_high": -2.1, "f1_difference": -4.5,
+                "f1_difference_ci_low": -7.0, "f1_difference_ci_high": -2.0},
 }
 
 

@@ -88,7 +88,8 @@ def test_training_is_reproducible(tokenized, mode, weights):
         runs.append({
             "weights": (tokenized / f"data/trained/{mode}/{weights}").read_bytes(),
             "predictions": (tokenized / f"data/predictions/test/{mode}.json").read_text(),
-            "scores": {key: metrics[key] for key in ("exact_match", "f1", "exact_match_ci", "f1_ci")},
+            "scores": {key: metrics[key] for key in ("exact_match", "f1", "exact_match_ci_low", "exact_match_ci_high",
+                                                     "f1_ci_low", "f1_ci_high")},
             "losses": {key: metrics[key] for key in ("initial_loss", "final_loss")},
         })
     assert runs[0] == runs[1]

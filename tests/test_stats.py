@@ -48,8 +48,9 @@ def test_identical_models_differ_by_exactly_zero():
 def test_scores_with_intervals_in_percent():
     summary = scores_with_intervals({"exact_match": [1.0, 0.0, 0.0, 1.0], "f1": [1.0, 0.5, 0.0, 1.0]}, SETTINGS)
     assert summary["exact_match"] == 50.0 and summary["f1"] == 62.5
-    assert 0 <= summary["f1_ci"][0] <= 62.5 <= summary["f1_ci"][1] <= 100
-    assert 0 <= summary["exact_match_ci"][0] <= 50.0 <= summary["exact_match_ci"][1] <= 100
+    assert 0 <= summary["f1_ci_low"] <= 62.5 <= summary["f1_ci_high"] <= 100
+    assert 0 <= summary["exact_match_ci_low"] <= 50.0 <= summary["exact_match_ci_high"] <= 100
+    assert set(summary) == {"exact_match", "exact_match_ci_low", "exact_match_ci_high", "f1", "f1_ci_low", "f1_ci_high"}
 
 
 def seeds_of(rng, n_seeds: int, questions: int, p_full: float, shifts: list[float]):
