@@ -57,12 +57,13 @@ def device_and_precision(precision: str = "auto") -> tuple[str, str, dict]:
     """
     if torch.cuda.is_available():
         where, flags = f"cuda ({torch.cuda.get_device_name(0)}", {}
+        native = torch.cuda.is_bf16_supported(including_emulation=False)  # not pre-Ampere GPUs' emulation
         if precision == "auto":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        elif precision == "bf16" and not torch.cuda.is_bf16_supported():
+            precision = "bf16" if native else "fp16"
+        elif precision == "bf16" and not native:
             raise UserError("train.precision bf16: this GPU does not support bf16; use fp16, fp32 or auto")
     elif torch.backends.mps.is_available():  # the Trainer's own choice of device
-        where, flags = "mps (", {}
+        where, flags = "mps (Apple GPU", {}
         precision = "fp32" if precision == "auto" else precision
     else:
         where, flags = f"cpu ({torch.get_num_threads()} threads", {"use_cpu": True}

@@ -58,9 +58,11 @@ class _LoraLinearFunction(torch.autograd.Function):
             else:
                 grad_lora_a = grad_hidden.T @ rows
             grad_x = None
-            if ctx.needs_input_grad[0]:
-                grad_x = (grad_rows @ weight.to(ctx.dtype)).addmm_(grad_hidden, lora_a)
-                grad_x = grad_x.view(ctx.input_shape).to(ctx.input_dtype)
+            if ctx.needs_input_grad[0] and ctx.dtype == ctx.input_dtype:
+                grad_x = (grad_rows @ weight.to(ctx.dtype)).addmm_(grad_hidden, lora_a).view(ctx.input_shape)
+            elif ctx.needs_input_grad[0]:  # as autocast sums peft's two branches: each cast back, then added
+                grad_x = (grad_rows @ weight.to(ctx.dtype)).to(ctx.input_dtype)
+                grad_x = grad_x.add_((grad_hidden @ lora_a).to(ctx.input_dtype)).view(ctx.input_shape)
         grad_lora_a, grad_lora_b = (grad.to(dtype) for grad, dtype in zip((grad_lora_a, grad_lora_b), ctx.adapter_dtypes))
         return grad_x, None, None, grad_lora_a, grad_lora_b, None, None, None
 

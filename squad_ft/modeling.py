@@ -188,9 +188,11 @@ def load_trained(path: str | Path, base_model: str | None = None) -> torch.nn.Mo
 
 
 def settings_of(params: dict) -> dict:
-    """The inference settings of a run: its window (params `model`) and decoding (params `evaluate`)."""
+    """The inference settings of a run: its window (params `model`), decoding (params `evaluate`) and
+    train.precision (`auto` chooses again on the machine that answers)."""
     return {"window": {key: params["model"][key] for key in WINDOW},
-            "decoding": {key: params["evaluate"][key] for key in DECODING}}
+            "decoding": {key: params["evaluate"][key] for key in DECODING},
+            "precision": params["train"]["precision"]}
 
 
 def recorded_settings(folder: str | Path) -> dict:

@@ -38,7 +38,7 @@ def _at_least(low: int) -> Check:
     return Check(lambda v: _integer(v) and v >= low, "a positive integer" if low == 1 else f"an integer >= {low}")
 
 
-INTEGER = Check(_integer, "an integer")
+SEED = Check(lambda v: _integer(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1")
 POSITIVE_INTEGER = _at_least(1)
 POSITIVE = Check(lambda v: _number(v) and v > 0, "a positive number", number=True)
 NON_NEGATIVE = Check(lambda v: _number(v) and v >= 0, "a number >= 0", number=True)
@@ -55,19 +55,19 @@ NAMES = Check(lambda v: _text(v) or (isinstance(v, list) and bool(v) and all(map
               "a string or a non-empty list of strings")
 
 SCHEMA = {
-    "data": {"source": TEXT, "revision": REVISION, "n_examples": COUNT, "test_size": FRACTION, "seed": INTEGER},
+    "data": {"source": TEXT, "revision": REVISION, "n_examples": COUNT, "test_size": FRACTION, "seed": SEED},
     "heldout": {"source": TEXT, "revision": REVISION, "split": TEXT, "n_examples": COUNT},
     "model": {"name": TEXT, "revision": REVISION, "max_length": POSITIVE_INTEGER, "doc_stride": POSITIVE_INTEGER,
               "max_question_length": POSITIVE_INTEGER, "num_proc": POSITIVE_INTEGER},
     "train": {"batch_size": POSITIVE_INTEGER, "warmup_fraction": PROBABILITY, "weight_decay": NON_NEGATIVE,
               "logging_steps": POSITIVE_INTEGER, "checkpoint_steps": POSITIVE_INTEGER, "nproc": POSITIVE_INTEGER,
-              "seed": INTEGER, "attention_dropout": OPTIONAL_PROBABILITY, "gradient_checkpointing": FLAG,
+              "seed": SEED, "attention_dropout": OPTIONAL_PROBABILITY, "gradient_checkpointing": FLAG,
               "precision": PRECISION},
     "full": {"epochs": POSITIVE, "learning_rate": POSITIVE},
     "lora": {"epochs": POSITIVE, "learning_rate": POSITIVE, "r": POSITIVE_INTEGER, "alpha": POSITIVE,
              "dropout": PROBABILITY, "target_modules": NAMES, "fused": FLAG},
     "evaluate": {"batch_size": POSITIVE_INTEGER, "n_best": POSITIVE_INTEGER, "max_answer_length": POSITIVE_INTEGER},
-    "bootstrap": {"resamples": _at_least(100), "seed": INTEGER, "confidence": FRACTION},
+    "bootstrap": {"resamples": _at_least(100), "seed": SEED, "confidence": FRACTION},
 }
 WINDOW = ("max_length", "doc_stride", "max_question_length")  # the `model` keys that window a context
 DECODING = tuple(SCHEMA["evaluate"])  # how evaluation batches and decodes answers

@@ -34,8 +34,8 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def settings(args) -> tuple[dict, dict]:
-    """(window, decoding): the model folder's recorded settings, each overridden by its flag if given."""
+def settings(args) -> tuple[dict, dict, str]:
+    """(window, decoding, precision): the model folder's recorded settings, each overridden by its flag if given."""
     recorded = recorded_settings(args.model)
     chosen = {}
     for group, names in (("window", WINDOW), ("decoding", DECODING)):
@@ -47,7 +47,7 @@ def settings(args) -> tuple[dict, dict]:
         raise UserError(f"--model: {args.model} records no {SETTINGS_FILE} (it is not a packaged folder under "
                         f"models/): give {' '.join(missing)}")
     check_section("evaluate", dict(chosen["decoding"]), "predict settings")
-    return chosen["window"], chosen["decoding"]
+    return chosen["window"], chosen["decoding"], args.precision or recorded.get("precision", "auto")
 
 
 def arguments() -> argparse.Namespace:
@@ -59,8 +59,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--context", help="the text to find its answer in")
     parser.add_argument("--input", help="a file of questions (with --output)")
     parser.add_argument("--output", type=Path, help="where to write {question id: answer} (the official format)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="what to compute in, as train.precision (default auto: bf16 where the hardware computes it)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="what to compute in, as train.precision (default: the folder's, else auto: bf16 where the "
+                             "hardware computes it natively)")
     for name in (*WINDOW, *DECODING):
         parser.add_argument(f"--{_flag(name)}", type=int, help=f"default: the folder's {SETTINGS_FILE}")
     args = parser.parse_args()
@@ -76,11 +77,11 @@ def main() -> None:
     if not (args.model / "config.json").exists() and not (args.model / "adapter_config.json").exists():
         raise UserError(f"--model: {args.model} is not a model folder written by the pipeline")
     check_model_folder(args.model)
-    window, decoding = settings(args)
+    window, decoding, precision = settings(args)
     model, tokenizer = load_model(args.model, args.base_model)
     check_window(window, tokenizer, "predict settings")
     print("window: " + ", ".join(f"{name} {value}" for name, value in window.items()) + "; decoding: "
-          + ", ".join(f"{name} {value}" for name, value in decoding.items()), file=sys.stderr)
+          + ", ".join(f"{name} {value}" for name, value in decoding.items()) + f"; precision {precision}", file=sys.stderr)
     if args.question:
         examples = datasets.Dataset.from_list([{"id": "question", "context": args.context, "question": args.question}])
     else:
@@ -89,7 +90,7 @@ def main() -> None:
     if cut:
         print(f"{cut} question(s) longer than {window['max_question_length']} tokens, cut to that "
               "(--max-question-length)", file=sys.stderr)
-    answers = answer_questions(model, tokenizer, examples, window, decoding, args.precision)
+    answers = answer_questions(model, tokenizer, examples, window, decoding, precision)
     if args.question:
         print(json.dumps(answers["question"], ensure_ascii=False))
         return

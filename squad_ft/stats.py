@@ -62,22 +62,25 @@ def interval_of(metrics: dict, key: str) -> list[float]:
 
 
 def seeds_and_questions_means(per_seed: list[np.ndarray], settings: dict) -> np.ndarray:
-    """Two-level bootstrap of a mean over seeds: each resample draws as many seeds as there are, with
-    replacement, and within each drawn seed its questions, with replacement; its value is the mean
-    over the drawn seeds of their resampled question means. The seed's variance and the
-    questions' both widen the spread, as they move a score."""
+    """Two-level bootstrap of a mean over seeds, all scored on the same questions: each resample draws
+    as many seeds as there are, with replacement, and the questions, with replacement, the same
+    draw for every seed (they answered the same questions: a seed does not bring new ones); its
+    value is the mean of the drawn seeds' scores on the drawn questions. The seed's variance and
+    the questions' both widen the spread, as both move a score."""
+    values = np.asarray(per_seed, dtype=float)  # seeds x questions
+    if values.ndim != 2:
+        raise UserError("every seed must be scored on the same questions")
     rng = np.random.default_rng(settings["seed"])
-    per_seed = [np.asarray(values, dtype=float) for values in per_seed]
-    resamples, seeds = settings["resamples"], len(per_seed)
-    total = np.zeros(resamples)
-    for _ in range(seeds):  # one drawn seed per pass, for every resample at once
-        drawn = rng.integers(0, seeds, resamples)
-        for seed, values in enumerate(per_seed):
-            chosen = np.flatnonzero(drawn == seed)
-            for start in range(0, len(chosen), CHUNK):
-                rows = chosen[start:start + CHUNK]
-                total[rows] += values[rng.integers(0, len(values), size=(len(rows), len(values)))].mean(axis=-1)
-    return total / seeds
+    seeds, questions = values.shape
+    means = []
+    for start in range(0, settings["resamples"], CHUNK):
+        count = min(CHUNK, settings["resamples"] - start)
+        drawn_seeds, drawn_questions = rng.integers(0, seeds, (count, seeds)), rng.integers(0, questions, (count, questions))
+        total = np.zeros(count)
+        for position in range(seeds):
+            total += np.take_along_axis(values[drawn_seeds[:, position]], drawn_questions, axis=1).mean(axis=1)
+        means.append(total / seeds)
+    return np.concatenate(means)
 
 
 def pooled_over_seeds(per_seed: list[np.ndarray], settings: dict) -> dict:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -113,6 +114,18 @@ def per_question(rev: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
     return {mode: question_scores(answers, references) for mode, answers in predictions.items()}
 
 
+def _readable(runs: list[dict], eval_set: str, read) -> list[tuple[dict, dict]]:
+    """(run, its per-question scores) for each run whose predictions can be read; the others are named
+    on stderr and left out (an experiment whose outputs were garbage-collected, say)."""
+    readable = []
+    for run in runs:
+        try:
+            readable.append((run, read(run["rev"], eval_set)))
+        except UserError as err:
+            print(f"left out: {err}", file=sys.stderr)
+    return readable
+
+
 def pooled_table(runs: list[dict], settings: dict, read=per_question) -> pd.DataFrame:
     """Per group of parameters, evaluation set and score: each model's mean over seeds, LoRA minus full
     fine-tuning per seed and pooled, with intervals over seeds and questions, and the verdict.
@@ -124,17 +137,20 @@ def pooled_table(runs: list[dict], settings: dict, read=per_question) -> pd.Data
     for run, (_, values) in zip(runs, params.iterrows()):
         groups.setdefault(tuple(values[key] for key in varying), []).append({**run, "seed": values.get(SEED)})
     rows = []
-    for group, members in sorted(groups.items(), key=lambda item: str(item[0])):
+    for group, members in sorted(groups.items(), key=lambda item: [(value is None, value) for value in item[0]]):
         members = sorted(members, key=lambda run: run["seed"])
         for eval_set in sorted({scores["eval_set"] for run in members for scores in run["scores"]}, reverse=True):
-            scored = [read(run["rev"], eval_set) for run in members]
+            readable = _readable(members, eval_set, read)
+            if not readable:
+                continue
+            scored = [scores for _, scores in readable]
             for score, label in SCORES.items():
                 full, lora = ([seed[mode][score] for seed in scored] for mode in ("full", "lora"))
                 difference = pooled_difference(full, lora, settings)
                 means = {mode: pooled_over_seeds(values, settings) for mode, values in (("full", full), ("lora", lora))}
                 rows.append({
                     **dict(zip(varying, group)), "evaluation set": eval_set, "score": label,
-                    "seeds": ", ".join(str(run["seed"]) for run in members),
+                    "seeds": ", ".join(str(run["seed"]) for run, _ in readable),
                     "full fine-tuning": f"{means['full']['mean']:.1f} {_interval(means['full'])}",
                     "LoRA": f"{means['lora']['mean']:.1f} {_interval(means['lora'])}",
                     "LoRA - full, per seed": ", ".join(f"{seed['difference']:+.1f}" for seed in difference["per_seed"]),
@@ -149,13 +165,22 @@ def rank_curve(runs: list[dict], settings: dict, read=per_question, eval_set: st
     full fine-tuning's trained parameters, LoRA's F1 with its interval, and LoRA minus full
     fine-tuning pooled with its verdict; and full fine-tuning's F1 over every seed ({"mean", "interval"}).
 
-    The experiments must differ only in lora.r and train.seed (a rank sweep)."""
+    The experiments must differ only in lora.r (and what is set with it, such as lora.alpha) and
+    train.seed: a rank sweep."""
     params = pd.DataFrame([run["params"] for run in runs])
-    other = [key for key in params.columns if key not in (SEED, RANK) and params[key].nunique(dropna=False) > 1]
-    if RANK not in params or other:
-        raise UserError(f"a rank curve needs experiments that differ only in {RANK} and {SEED}"
-                        + (f"; these also differ in {', '.join(other)}" if other else ""))
-    scored = {run["rev"]: read(run["rev"], eval_set) for run in runs}
+    if RANK not in params:
+        raise UserError(f"a rank curve needs experiments that differ in {RANK}")
+    # besides the seed, only the rank and what is set with it (lora.alpha, for a constant scale) may vary
+    other = [key for key in params.columns if key not in (SEED, RANK)
+             and params.groupby(RANK)[key].nunique(dropna=False).max() > 1]
+    if other:
+        raise UserError(f"a rank curve needs experiments that differ only in {RANK} (and what is set with it) and "
+                        f"{SEED}; these also differ in {', '.join(other)} at one rank")
+    readable = _readable(runs, eval_set, read)
+    runs, scored = [run for run, _ in readable], {run["rev"]: scores for run, scores in readable}
+    if not runs:
+        raise UserError(f"no experiment's {eval_set} predictions could be read from DVC's cache")
+    params = pd.DataFrame([run["params"] for run in runs])
     full_by_seed = {run["params"].get(SEED): scored[run["rev"]]["full"]["f1"] for run in runs}  # one per seed
     full = pooled_over_seeds(list(full_by_seed.values()), settings)
     rows = []

@@ -16,6 +16,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dvclive import Live
 from squad_ft.device import device_and_precision, is_main_process, trainer_arguments, world_size
+from squad_ft.errors import UserError
 from squad_ft.memory import peak_memory_mb, start_memory_peak
 from squad_ft.modeling import count_parameters
 
@@ -24,7 +25,10 @@ ORDER_STATE_FILE = "batch_order_rng_state_{rank}.pth"  # in each checkpoint, bes
 
 def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArguments:
     """TrainingArguments from the shared `train` params merged with one mode's (`full` or `lora`)."""
-    processes = world_size()  # train.batch_size is a multiple of it (params.py)
+    processes = world_size()
+    if hyper["batch_size"] % processes:  # params.py checks it against train.nproc; torchrun by hand may differ
+        raise UserError(f"train.batch_size {hyper['batch_size']} does not split evenly over the {processes} processes "
+                        "torchrun started: it is the global batch")
     distributed = {"ddp_backend": "nccl" if torch.cuda.is_available() else "gloo",
                    "ddp_find_unused_parameters": False} if processes > 1 else {}
     return trainer_arguments(

@@ -26,7 +26,8 @@ def main() -> None:
             load_tokenizer(str(paths.trained)).save_pretrained(str(out))
         else:
             check_model_folder(paths.trained)
-            shutil.copytree(paths.trained, out, ignore=shutil.ignore_patterns(SUMMARY_FILE))
+            # not peft's own README.md: the card replaces it (and, hard-linked into DVC's cache, it is read-only)
+            shutil.copytree(paths.trained, out, ignore=shutil.ignore_patterns(SUMMARY_FILE, "README.md"))
         write_json(out / SETTINGS_FILE, settings_of(params))  # what predict windows and decodes with
         (out / "README.md").write_text(model_card(paths.variant, params, evaluations))
     print(f"{paths.variant} -> {paths.out}")

@@ -8,9 +8,9 @@ def main() -> None:
     paths = stage_arguments(__doc__, "subset", "train", "test")
     params = load_params()["data"]
     splits = split_examples(load_jsonl(paths.subset), params["test_size"], params["seed"])
-    for name in ("train", "test"):
-        with atomic_output(getattr(paths, name)) as out:
-            save_jsonl(splits[name], out)
+    with atomic_output(paths.train) as train, atomic_output(paths.test) as test:  # both, or neither
+        save_jsonl(splits["train"], train)
+        save_jsonl(splits["test"], test)
     print(f"train {len(splits['train'])} -> {paths.train} / test {len(splits['test'])} -> {paths.test}")
 
 

@@ -64,6 +64,10 @@ def test_the_trainer_gets_the_chosen_precision(cpu, tmp_path):
 def test_this_machine_is_read_as_it_is():
     """The real /proc/cpuinfo: auto is bf16 exactly where the flags say native bf16 (this machine's kind varies)."""
     device.cpu_flags.cache_clear()
-    native = bool({"amx_bf16", "avx512_bf16"} & device.cpu_flags())
+    try:  # read here, apart from the code under test
+        flags = {flag for line in open("/proc/cpuinfo") if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        flags = set()
+    native = bool({"amx_bf16", "avx512_bf16"} & flags)
     if not torch.cuda.is_available():
         assert device.device_and_precision("auto")[1] == ("bf16" if native else "fp32")

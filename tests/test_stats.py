@@ -54,14 +54,14 @@ def test_scores_with_intervals_in_percent():
 
 
 def seeds_of(rng, n_seeds: int, questions: int, p_full: float, shifts: list[float]):
-    """Per-seed per-question correctness (0/1) of two models on the same questions: full fine-tuning
-    right with probability p_full, LoRA with p_full + that seed's shift, the two correlated (a
-    shared question difficulty), as two real models are."""
+    """Per-seed per-question correctness (0/1) of two models on the same questions, as real runs give:
+    each question has one difficulty for every seed and model; a seed moves which borderline
+    questions a model gets; full fine-tuning gets about p_full of them, LoRA p_full + that seed's shift."""
+    difficulty = rng.random(questions)
     full, lora = [], []
     for seed in range(n_seeds):
-        difficulty = rng.random(questions)
-        full.append((difficulty < p_full).astype(float))
-        lora.append((difficulty < p_full + shifts[seed]).astype(float))
+        full.append((difficulty + rng.normal(0, 0.05, questions) < p_full).astype(float))
+        lora.append((difficulty + rng.normal(0, 0.05, questions) < p_full + shifts[seed]).astype(float))
     return full, lora
 
 
@@ -77,12 +77,16 @@ def test_a_true_difference_pooled_over_seeds_is_found():
 
 def test_no_difference_is_not_found():
     full, lora = seeds_of(np.random.default_rng(1), 3, 1000, 0.5, [0.0, 0.0, 0.0])
-    # independent noise on top of the shared difficulty: the models disagree on some questions
-    rng = np.random.default_rng(2)
-    lora = [np.where(rng.random(len(scores)) < 0.1, 1 - scores, scores) for scores in lora]
-    full = [np.where(rng.random(len(scores)) < 0.1, 1 - scores, scores) for scores in full]
+    assert any((f != l).any() for f, l in zip(full, lora))  # the models do disagree on some questions
     low, high = pooled_difference(full, lora, SETTINGS)["interval"]
     assert low < 0 < high
+
+
+def test_repeating_one_run_adds_no_information():
+    """Seeds score the same questions: three copies of one run have that run's interval, not a narrower one."""
+    full, lora = seeds_of(np.random.default_rng(6), 1, 400, 0.5, [0.04])
+    alone = paired_difference(full[0], lora[0], SETTINGS)["interval"]
+    assert pooled_difference(full * 3, lora * 3, SETTINGS)["interval"] == pytest.approx(alone, abs=0.5)
 
 
 def test_seed_variance_widens_the_pooled_interval():
@@ -98,7 +102,7 @@ def test_seed_variance_widens_the_pooled_interval():
     assert width(disagreeing) > 2 * (questions_only["interval"][1] - questions_only["interval"][0])
 
 
-def test_one_seed_pools_to_its_own_paired_interval_width():
+def test_one_seed_pools_to_its_own_paired_interval():
     full, lora = seeds_of(np.random.default_rng(4), 1, 500, 0.6, [0.03])
     pooled, alone = pooled_difference(full, lora, SETTINGS), paired_difference(full[0], lora[0], SETTINGS)
     assert pooled["difference"] == alone["difference"]

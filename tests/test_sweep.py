@@ -37,7 +37,7 @@ def test_the_pooled_table_finds_a_difference_in_one_group_and_none_in_the_other(
 
     table = pooled_table(runs, SETTINGS, read)
     assert sorted(read_calls) == sorted((rev, "heldout") for rev in shifts)  # each experiment's predictions, once
-    assert list(table["lora.r"]) == [16, 16, 4, 4] and list(table["score"]) == ["exact match", "F1"] * 2
+    assert list(table["lora.r"]) == [4, 4, 16, 16] and list(table["score"]) == ["exact match", "F1"] * 2  # ranks in order
     assert set(table["seeds"]) == {"1, 2, 3"}
     rank4 = table[(table["lora.r"] == 4) & (table["score"] == "F1")].iloc[0]
     expected = pooled_difference(*([per_question_scores(0.06, seed)[mode]["f1"] for seed in (1, 2, 3)]
@@ -83,7 +83,10 @@ def test_the_rank_curve_pools_each_rank_and_names_the_smallest_within_noise(tmp_
 
 
 def test_a_rank_curve_of_experiments_differing_in_more_than_the_rank_is_one_error():
-    runs = [{"name": "a", "rev": "a", "params": {"train.seed": 1, "lora.r": 4, "lora.alpha": 8}, "scores": []},
-            {"name": "b", "rev": "b", "params": {"train.seed": 1, "lora.r": 8, "lora.alpha": 16}, "scores": []}]
-    with pytest.raises(UserError, match="differ only in lora.r and train.seed; these also differ in lora.alpha"):
+    """lora.alpha set with each rank is part of the sweep; a learning rate that differs at one rank is not."""
+    runs = [{"name": name, "rev": name, "params": {"train.seed": seed, "lora.r": rank, "lora.alpha": 2 * rank,
+                                                    "lora.learning_rate": rate}, "scores": []}
+            for name, seed, rank, rate in (("a", 1, 4, 1e-3), ("b", 2, 4, 2e-3), ("c", 1, 8, 1e-3))]
+    with pytest.raises(UserError, match=r"differ only in lora.r \(and what is set with it\) and train.seed; these "
+                                        r"also differ in lora.learning_rate at one rank"):
         rank_curve(runs, SETTINGS, lambda rev, eval_set: {})
