@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import re
 
 import pytest
@@ -21,7 +22,8 @@ def module_path(module: str) -> str:
     return module.replace(".", "/") + ".py"
 
 
-def project_imports(module: str) -> set[str]:
+@functools.cache  # the code does not change during a test run; the removal test asks hundreds of times
+def project_imports(module: str) -> frozenset[str]:
     """Project modules imported by `module` (e.g. "stages.train" -> {"squad_ft.training", ...})."""
     tree = ast.parse((ROOT / module_path(module)).read_text())
     found = set()
@@ -33,7 +35,7 @@ def project_imports(module: str) -> set[str]:
         else:
             continue
         found |= {name for name in names if name.split(".")[0] in PACKAGES and (ROOT / module_path(name)).exists()}
-    return found
+    return frozenset(found)
 
 
 def import_closure(module: str) -> set[str]:
