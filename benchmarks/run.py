@@ -149,37 +149,35 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def summarise(results: dict) -> dict:
-    """The headline ratios, from the per-variant figures."""
-    speedups = {mode: _ratio(results[mode]["train_features_per_s"], results[f"{mode}-pad384"]["train_features_per_s"])
-                for mode in ("full", "lora")}
-    checkpointing = {
-        mode: {"peak_memory": _ratio(results[f"{mode}-checkpointing"]["peak_memory_mb"], results[mode]["peak_memory_mb"]),
-               "step_time": _ratio(results[f"{mode}-checkpointing"]["step_s"], results[mode]["step_s"])}
-        for mode in ("full", "lora")
+    """The headline ratios, from the per-variant figures: each ratio whose variants were measured."""
+    def ratio(key: str, numerator: str, denominator: str):
+        if numerator in results and denominator in results:
+            return _ratio(results[numerator][key], results[denominator][key])
+        return None
+
+    by_mode = {
+        "train_speedup_vs_pad384_by_mode": lambda mode: ratio("train_features_per_s", mode, f"{mode}-pad384"),
+        "bf16_vs_fp32_train_throughput": lambda mode: ratio("train_features_per_s", f"{mode}-bf16", mode),
+        "bf16_vs_fp32_peak_memory": lambda mode: ratio("peak_memory_mb", f"{mode}-bf16", mode),
     }
-    bf16 = {}
-    if all(variant in results for variant in BF16_VARIANTS):
-        bf16 = {
-            "bf16_vs_fp32_train_throughput": {mode: _ratio(results[f"{mode}-bf16"]["train_features_per_s"],
-                                                           results[mode]["train_features_per_s"]) for mode in ("full", "lora")},
-            "bf16_vs_fp32_peak_memory": {mode: _ratio(results[f"{mode}-bf16"]["peak_memory_mb"],
-                                                      results[mode]["peak_memory_mb"]) for mode in ("full", "lora")},
-            "bf16_vs_fp32_eval_throughput": _ratio(results["eval-bf16"]["eval_features_per_s"],
-                                                   results["eval"]["eval_features_per_s"]),
-            "lora_vs_full_step_time_bf16": _ratio(results["lora-bf16"]["step_s"], results["full-bf16"]["step_s"]),
-            "lora_vs_full_peak_memory_bf16": _ratio(results["lora-bf16"]["peak_memory_mb"],
-                                                    results["full-bf16"]["peak_memory_mb"]),
-        }
-    return {
-        "lora_vs_full_step_time": _ratio(results["lora"]["step_s"], results["full"]["step_s"]),
-        "lora_vs_full_peak_memory": _ratio(results["lora"]["peak_memory_mb"], results["full"]["peak_memory_mb"]),
-        "train_speedup_vs_pad384": min(speedups.values()),
-        "train_speedup_vs_pad384_by_mode": speedups,
-        "eval_speedup_vs_pad384": _ratio(results["eval"]["eval_features_per_s"],
-                                         results["eval-pad384"]["eval_features_per_s"]),
-        "gradient_checkpointing_vs_without": checkpointing,
-        **bf16,
+    summary = {
+        "lora_vs_full_step_time": ratio("step_s", "lora", "full"),
+        "lora_vs_full_peak_memory": ratio("peak_memory_mb", "lora", "full"),
+        **{name: {mode: figure(mode) for mode in ("full", "lora")} for name, figure in by_mode.items()},
+        "eval_speedup_vs_pad384": ratio("eval_features_per_s", "eval", "eval-pad384"),
+        "gradient_checkpointing_vs_without": {
+            mode: {"peak_memory": ratio("peak_memory_mb", f"{mode}-checkpointing", mode),
+                   "step_time": ratio("step_s", f"{mode}-checkpointing", mode)} for mode in ("full", "lora")},
+        "bf16_vs_fp32_eval_throughput": ratio("eval_features_per_s", "eval-bf16", "eval"),
+        "lora_vs_full_step_time_bf16": ratio("step_s", "lora-bf16", "full-bf16"),
+        "lora_vs_full_peak_memory_bf16": ratio("peak_memory_mb", "lora-bf16", "full-bf16"),
     }
+    speedups = [value for value in summary["train_speedup_vs_pad384_by_mode"].values() if value is not None]
+    summary["train_speedup_vs_pad384"] = min(speedups) if len(speedups) == 2 else None
+    # a ratio none of whose variants ran is left out, not written as null
+    def measured(value):
+        return value is not None and not (isinstance(value, dict) and all(not measured(v) for v in value.values()))
+    return {key: value for key, value in summary.items() if measured(value)}
 
 
 def cpu_model() -> str:
@@ -201,8 +199,11 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=400, help="evaluation questions")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--variants", nargs="+", choices=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
-                        help="measure only these (the ratios need them all; bf16 ones run even where bf16 is "
-                             "emulated, which measures memory, not speed)")
+                        default=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
+                        help="measure only these (each ratio needs its two variants)")
+    parser.add_argument("--emulated-bf16", action="store_true",
+                        help="run the bf16 variants on a CPU without native bf16 too (their memory is real, "
+                             "their speed is not the hardware's)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: measure one variant, print JSON
     args = parser.parse_args()
     if args.variant:
@@ -217,11 +218,11 @@ def main() -> None:
 
     from squad_ft.device import cpu_has_native_bf16
 
-    variants = args.variants or [*TRAIN_VARIANTS, *EVAL_VARIANTS]
+    variants = args.variants
     skipped = {}
-    if not args.variants and not (torch.cuda.is_available() or cpu_has_native_bf16()):
+    if not (args.emulated_bf16 or torch.cuda.is_available() or cpu_has_native_bf16()):
         skipped = {variant: "this CPU has no native bf16 (AMX or AVX512-BF16): emulated bf16 is slower than fp32"
-                   for variant in BF16_VARIANTS}
+                   for variant in BF16_VARIANTS if variant in variants}
         for variant, reason in skipped.items():
             print(f"== {variant}: skipped, {reason}", file=sys.stderr, flush=True)
     measured = [variant for variant in variants if variant not in skipped]
@@ -234,7 +235,7 @@ def main() -> None:
     report = {
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {cpu_model()}, {results[measured[0]]['device']}",
-        **(summarise(results) if set(variants) == {*TRAIN_VARIANTS, *EVAL_VARIANTS} else {}),
+        **summarise(results),
         "skipped": skipped,
         "variants": results,
     }
