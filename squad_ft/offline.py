@@ -1,6 +1,6 @@
 """Run the full-vs-LoRA comparison without the Hugging Face Hub, and print its report.
 
-    python -m squad_ft.offline              # the CI-scale comparison, about 15 minutes on 2 CPU cores
+    python -m squad_ft.offline              # the CI-scale comparison, 15-20 minutes on 2 CPU cores
     python -m squad_ft.offline -S lora.r=8  # with other settings on top (as `dvc exp run -S`)
 
 Everything it reads ships with the project: the data is the embedded sample of SQuAD v1.1
