@@ -28,8 +28,6 @@ from stand_in_hub import Repository, StandInHub
 
 from squad_ft.data import load_examples
 
-pytestmark = pytest.mark.xdist_group("stand-in-hub")  # its tests share one pipeline run, in order: one worker
-
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 MODEL, MODEL_REVISION = DEFAULTS["model"]["name"], DEFAULTS["model"]["revision"]
 DATASET, DATASET_REVISION = DEFAULTS["data"]["source"], DEFAULTS["data"]["revision"]

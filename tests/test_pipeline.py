@@ -17,8 +17,6 @@ import safetensors.torch
 import yaml
 from helpers import init_repo, make_examples, tiny_params, write_jsonl, write_project
 
-pytestmark = pytest.mark.xdist_group("pipeline")  # its tests share one pipeline run, in order: one worker
-
 EVALUATIONS = {f"evaluate@{mode}-{eval_set}" for mode in ("full", "lora") for eval_set in ("test", "heldout")}
 PACKAGES = {"package@full", "package@lora", "package@lora-merged"}
 COMPARISONS = {"compare@test", "compare@heldout"}
