@@ -114,6 +114,12 @@ def per_question(rev: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
     return {mode: question_scores(answers, references) for mode, answers in predictions.items()}
 
 
+def _order(value) -> tuple:
+    """A sort key for a parameter's values: numbers in numeric order, then the rest (`null`, strings)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, value, "") if number else (1, 0, str(value))
+
+
 def _readable(runs: list[dict], eval_set: str, read) -> list[tuple[dict, dict]]:
     """(run, its per-question scores) for each run whose predictions can be read; the others are named
     on stderr and left out (an experiment whose outputs were garbage-collected, say)."""
@@ -137,7 +143,7 @@ def pooled_table(runs: list[dict], settings: dict, read=per_question) -> pd.Data
     for run, (_, values) in zip(runs, params.iterrows()):
         groups.setdefault(tuple(values[key] for key in varying), []).append({**run, "seed": values.get(SEED)})
     rows = []
-    for group, members in sorted(groups.items(), key=lambda item: [(value is None, value) for value in item[0]]):
+    for group, members in sorted(groups.items(), key=lambda item: [_order(value) for value in item[0]]):
         members = sorted(members, key=lambda run: run["seed"])
         for eval_set in sorted({scores["eval_set"] for run in members for scores in run["scores"]}, reverse=True):
             readable = _readable(members, eval_set, read)

@@ -90,3 +90,13 @@ def test_a_rank_curve_of_experiments_differing_in_more_than_the_rank_is_one_erro
     with pytest.raises(UserError, match=r"differ only in lora.r \(and what is set with it\) and train.seed; these "
                                         r"also differ in lora.learning_rate at one rank"):
         rank_curve(runs, SETTINGS, lambda rev, eval_set: {})
+
+
+def test_groups_with_a_null_parameter_sort_after_the_numbers():
+    """`heldout.n_examples: all` reads as null beside 12 (a real sweep's mix): numbers first, no error."""
+    runs = []
+    for rev, count in (("a", None), ("b", 12), ("c", 30)):
+        runs.append({"name": rev, "rev": rev, "params": {"train.seed": 1, "heldout.n_examples": "null" if count is None else count},
+                     "scores": [{"mode": "full", "eval_set": "heldout"}, {"mode": "lora", "eval_set": "heldout"}]})
+    table = pooled_table(runs, SETTINGS, lambda rev, eval_set: per_question_scores(0.0, 1))
+    assert list(table["heldout.n_examples"].drop_duplicates()) == [12, 30, "null"]
