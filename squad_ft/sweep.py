@@ -73,12 +73,18 @@ def finished_experiments(exp_show: list[dict]) -> list[dict]:
     return runs
 
 
+def _params_and_varying(runs: list[dict]) -> tuple[pd.DataFrame, list[str]]:
+    """The runs' params as a table, and the keys that differ between runs other than the seed: the
+    keys that name a group."""
+    params = pd.DataFrame([run["params"] for run in runs])
+    return params, [key for key in params.columns if key != SEED and params[key].nunique(dropna=False) > 1]
+
+
 def summary_table(runs: list[dict]) -> pd.DataFrame:
     """Mean +- std of each score per group of parameters, model and evaluation set."""
     if not runs:
         raise UserError("no finished experiments with scores: run some first (see `python -m squad_ft.sweep -h`)")
-    params = pd.DataFrame([run["params"] for run in runs])
-    varying = [key for key in params.columns if key != SEED and params[key].nunique(dropna=False) > 1]
+    params, varying = _params_and_varying(runs)
     rows = []
     for run, (_, values) in zip(runs, params.iterrows()):
         for scores in run["scores"]:
@@ -137,8 +143,7 @@ def pooled_table(runs: list[dict], settings: dict, read=per_question) -> pd.Data
     fine-tuning per seed and pooled, with intervals over seeds and questions, and the verdict.
 
     `read(rev, eval_set)` gives an experiment's per-question scores ({mode: {score: values}})."""
-    params = pd.DataFrame([run["params"] for run in runs])
-    varying = [key for key in params.columns if key != SEED and params[key].nunique(dropna=False) > 1]
+    params, varying = _params_and_varying(runs)
     groups: dict[tuple, list[dict]] = {}
     for run, (_, values) in zip(runs, params.iterrows()):
         groups.setdefault(tuple(values[key] for key in varying), []).append({**run, "seed": values.get(SEED)})
@@ -213,10 +218,7 @@ def smallest_rank_within_noise(curve: pd.DataFrame) -> int | None:
 def plot_rank_curve(curve: pd.DataFrame, full: dict, eval_set: str, out: Path) -> None:
     """LoRA's F1 with its interval against its share of full fine-tuning's trained parameters (log
     scale), full fine-tuning's F1 and interval as a band across."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # squad_ft.report chose the Agg backend on import
 
     fig, ax = plt.subplots(figsize=(7, 4))
     share, label = 100 * curve["share_of_full"], {"heldout": "held-out"}.get(eval_set, eval_set)
