@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 QA_HEAD = "qa_outputs"
 ALL_LINEAR = "all-linear"
 ADAPTER_CONFIG = "adapter_config.json"
-SUMMARY_FILE = "train_summary.json"  # the train stage's summary, beside the weights of a trained folder
 # In a packaged model folder: the window and decoding settings it was evaluated with, which predict uses
 SETTINGS_FILE = "inference_settings.json"
 # Where configs keep the dropout on attention probabilities: BERT-like models, DistilBERT-like models.

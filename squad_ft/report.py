@@ -1,7 +1,6 @@
 """The comparison report: one Markdown table from the metrics files, and a PNG of the loss curves."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -135,10 +134,6 @@ def render(evaluations: dict, comparisons: dict, heldout_data: dict | None, conf
     if heldout_data:
         parts.append(heldout_description(heldout_data))
     return "\n\n".join(part for part in parts if part) + "\n"
-
-
-def load_json_files(paths) -> list[dict]:
-    return [json.loads(Path(path).read_text()) for path in paths]
 
 
 def plot_losses(loss_logs: dict[str, Path], out: Path) -> None:

@@ -47,6 +47,25 @@ def write_json(path: Path, content) -> None:
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
 
 
+def details_path(metrics: Path) -> Path:
+    """Where the details of a metrics file go: beside it, `NAME.details.json`."""
+    return metrics.with_name(f"{metrics.stem}.details.json")
+
+
+def write_record(metrics_path: Path, metrics: dict, details: dict) -> None:
+    """A stage's result as two files: `metrics_path`, declared as DVC metrics, with what runs are
+    compared by (scores, intervals, costs), and its details, not declared, with what the run was
+    (device, sources, counts), so that `dvc metrics show` and `dvc exp show` hold only numbers to compare."""
+    with atomic_output(metrics_path) as out, atomic_output(details_path(metrics_path)) as details_out:
+        write_json(out, metrics)
+        write_json(details_out, details)
+
+
+def read_record(metrics_path: Path) -> dict:
+    """A metrics file and its details, as one dict."""
+    return {**json.loads(details_path(Path(metrics_path)).read_text()), **json.loads(Path(metrics_path).read_text())}
+
+
 def relaunch_under_torchrun(nproc: int) -> None:
     """Run this stage's command again under torchrun, `nproc` processes on this machine; return when
     they succeed, raise a UserError when they fail. A signal to this process is passed on to

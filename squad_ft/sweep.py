@@ -31,14 +31,15 @@ from squad_ft.errors import UserError
 from squad_ft.metric import question_scores
 from squad_ft.params import load_params
 from squad_ft.report import verdict
-from squad_ft.stage import run_stage
+from squad_ft.stage import EVAL_SETS, MODES, run_stage
 from squad_ft.stats import pooled_difference, pooled_over_seeds
 
 SEED = "train.seed"
 RANK = "lora.r"
 SCORES = {"exact_match": "exact match", "f1": "F1"}
-# where each experiment's questions and predictions are (dvc.yaml's paths)
+# where each experiment's questions, predictions and metrics are (dvc.yaml's paths)
 QUESTIONS, PREDICTIONS = "data/split/{set}.jsonl", "data/predictions/{set}/{mode}.json"
+EVALUATION, TRAINING = "metrics/{set}/{mode}.json", "metrics/train/{mode}.json"
 
 
 def _flatten(params: dict, prefix: str = "") -> dict:
@@ -58,9 +59,13 @@ def finished_experiments(exp_show: list[dict]) -> list[dict]:
         for experiment in commit.get("experiments") or []:
             revision = experiment["revs"][0]
             data = revision.get("data") or {}
+            metrics = {path: file.get("data") or {} for path, file in (data.get("metrics") or {}).items()}
+            # each evaluation with its model's training figures (trainable_params, for the rank curve)
             evaluations = [
-                file["data"] for file in (data.get("metrics") or {}).values()
-                if "mode" in file.get("data", {}) and "exact_match" in file["data"]
+                {"mode": mode, "eval_set": eval_set, **metrics.get(TRAINING.format(mode=mode), {}),
+                 **metrics[EVALUATION.format(set=eval_set, mode=mode)]}
+                for eval_set in EVAL_SETS for mode in MODES
+                if "exact_match" in metrics.get(EVALUATION.format(set=eval_set, mode=mode), {})
             ]
             if revision.get("error") or not evaluations:
                 continue  # queued, running or failed

@@ -155,6 +155,11 @@ def write_training_log(live_dir: Path, log_history: list[dict]) -> None:
                 live.summary[key] = final[key]
 
 
+# the figures of a training's summary that runs are compared by (the train stage's DVC metrics)
+COSTS = ("trainable_params", "total_params", "train_runtime_s", "train_features_per_s", "model_memory_mb",
+         "peak_memory_mb", "initial_loss", "final_loss")
+
+
 def train(
     model: torch.nn.Module,
     tokenizer,
@@ -166,7 +171,8 @@ def train(
     checkpoint_dir: Path,
     callbacks: tuple[TrainerCallback, ...] = (),
 ) -> dict:
-    """Train `model` on `features`, save it to `model_dir`, log to dvclive; return a summary.
+    """Train `model` on `features`, save it to `model_dir`, log to dvclive; return a summary (its
+    COSTS, and what the run was).
 
     `callbacks` are extra Trainer callbacks (the benchmark times steps with one).
     Checkpoints go to `checkpoint_dir`; a complete one found there is resumed from, and the

@@ -4,7 +4,7 @@ import json
 from squad_ft.data import load_jsonl
 from squad_ft.metric import question_scores
 from squad_ft.params import load_params
-from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
+from squad_ft.stage import run_stage, stage_arguments, write_record
 from squad_ft.stats import paired_difference
 
 
@@ -14,14 +14,14 @@ def main() -> None:
     examples = load_jsonl(paths.examples)
     references = {example["id"]: example["answers"]["text"] for example in examples}
     full, lora = (question_scores(json.loads(path.read_text()), references) for path in (paths.full, paths.lora))
-    comparison = {"eval_set": paths.eval_set, "questions": len(references)}
+    comparison = {}
     for name in ("exact_match", "f1"):
         difference = paired_difference(full[name], lora[name], settings)
         comparison[f"{name}_difference"] = difference["difference"]
         comparison[f"{name}_difference_ci_low"], comparison[f"{name}_difference_ci_high"] = difference["interval"]
-    with atomic_output(paths.out) as out:
-        write_json(out, comparison)
-    print(json.dumps(comparison, indent=2))
+    details = {"eval_set": paths.eval_set, "questions": len(references)}
+    write_record(paths.out, comparison, details)
+    print(json.dumps({**comparison, **details}, indent=2))
 
 
 if __name__ == "__main__":

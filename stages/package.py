@@ -6,19 +6,20 @@ for users without `peft`. Each gets a README.md model card from this run's param
 and the window and decoding settings it was evaluated with (inference_settings.json), which
 `squad_ft.predict` uses.
 """
-import json
 import shutil
 
 from squad_ft.card import model_card
-from squad_ft.modeling import SETTINGS_FILE, SUMMARY_FILE, check_model_folder, load_tokenizer, load_trained, settings_of
+from squad_ft.modeling import SETTINGS_FILE, check_model_folder, load_tokenizer, load_trained, settings_of
 from squad_ft.params import load_params
-from squad_ft.stage import atomic_output, run_stage, stage_arguments, write_json
+from squad_ft.stage import atomic_output, read_record, run_stage, stage_arguments, write_json
 
 
 def main() -> None:
-    paths = stage_arguments(__doc__.splitlines()[0], "trained", "metrics", "heldout-metrics", "out", variant=True)
+    paths = stage_arguments(__doc__.splitlines()[0], "trained", "training", "metrics", "heldout-metrics", "out",
+                            variant=True)
     params = load_params()
-    evaluations = {name: json.loads(path.read_text()) for name, path in
+    training = read_record(paths.training)
+    evaluations = {name: {**training, **read_record(path)} for name, path in
                    (("test", paths.metrics), ("heldout", paths.heldout_metrics))}
     with atomic_output(paths.out) as out:
         if paths.variant == "lora-merged":
@@ -27,7 +28,7 @@ def main() -> None:
         else:
             check_model_folder(paths.trained)
             # not peft's own README.md: the card replaces it (and, hard-linked into DVC's cache, it is read-only)
-            shutil.copytree(paths.trained, out, ignore=shutil.ignore_patterns(SUMMARY_FILE, "README.md"))
+            shutil.copytree(paths.trained, out, ignore=shutil.ignore_patterns("README.md"))
         write_json(out / SETTINGS_FILE, settings_of(params))  # what predict windows and decodes with
         (out / "README.md").write_text(model_card(paths.variant, params, evaluations))
     print(f"{paths.variant} -> {paths.out}")

@@ -12,16 +12,16 @@ from transformers import set_seed
 from squad_ft.device import is_main_process, world_size
 from squad_ft.inputs import read_fingerprint
 from squad_ft.memory import use_huge_pages
-from squad_ft.modeling import SUMMARY_FILE, build_model, load_tokenizer, record_base_model
+from squad_ft.modeling import build_model, load_tokenizer, record_base_model
 from squad_ft.params import load_params
-from squad_ft.stage import atomic_output, relaunch_under_torchrun, run_stage, stage_arguments, write_json
-from squad_ft.training import run_key, train
+from squad_ft.stage import atomic_output, relaunch_under_torchrun, run_stage, stage_arguments, write_record
+from squad_ft.training import COSTS, run_key, train
 
 CODE_DIRS = (Path("squad_ft"), Path("stages"))  # the code a checkpoint belongs to
 
 
 def main() -> None:
-    paths = stage_arguments(__doc__.splitlines()[0], "features", "inputs", "model-dir", "live-dir", "checkpoints",
+    paths = stage_arguments(__doc__.splitlines()[0], "features", "inputs", "model-dir", "live-dir", "checkpoints", "metrics",
                             mode=True)
     use_huge_pages()  # before the model is loaded: PyTorch reads it at its first large allocation
     params = load_params()
@@ -46,8 +46,9 @@ def main() -> None:
         summary = train(model, tokenizer, features, hyper, params["train"]["seed"], model_dir, live_dir, checkpoints)
         if paths.mode == "lora":
             record_base_model(model_dir, name, revision)
-        summary = {"mode": paths.mode, **summary, "inputs": inputs}
-        write_json(model_dir / SUMMARY_FILE, summary)
+        details = {"mode": paths.mode, **{key: value for key, value in summary.items() if key not in COSTS},
+                   "inputs": inputs}
+        write_record(paths.metrics, {key: summary[key] for key in COSTS}, details)
     print(summary)
 
 

@@ -124,10 +124,10 @@ def test_the_defaults_run_end_to_end_on_the_pinned_hub_revisions(stand_ins, tmp_
     for name in ("data", "heldout"):
         assert json.loads((repo / f"data/inputs/{name}.json").read_text()) == {
             "source": DATASET, "local": False, "revision": DATASET_REVISION}
-    for metrics in ("metrics/test/full.json", "metrics/heldout/lora.json"):
-        inputs = json.loads((repo / metrics).read_text())["inputs"]
+    for details in ("metrics/train/full.details.json", "metrics/train/lora.details.json"):
+        inputs = json.loads((repo / details).read_text())["inputs"]
         assert (inputs["model"]["revision"], inputs["data"]["revision"]) == (MODEL_REVISION, DATASET_REVISION)
-    assert json.loads((repo / "metrics/heldout/data.json").read_text())["input"]["revision"] == DATASET_REVISION
+    assert json.loads((repo / "metrics/heldout/data.details.json").read_text())["input"]["revision"] == DATASET_REVISION
     adapter = json.loads((repo / "models/lora/adapter_config.json").read_text())
     assert (adapter["base_model_name_or_path"], adapter["revision"]) == (MODEL, MODEL_REVISION)
     held_out = [json.loads(line)["id"] for line in (repo / "data/split/heldout.jsonl").read_text().splitlines()]

@@ -17,6 +17,9 @@ import safetensors.torch
 import yaml
 from helpers import init_repo, make_examples, tiny_params, write_jsonl, write_project
 
+from squad_ft.stage import read_record
+from squad_ft.training import COSTS
+
 EVALUATIONS = {f"evaluate@{mode}-{eval_set}" for mode in ("full", "lora") for eval_set in ("test", "heldout")}
 PACKAGES = {"package@full", "package@lora", "package@lora-merged"}
 COMPARISONS = {"compare@test", "compare@heldout"}
@@ -74,7 +77,7 @@ def test_the_test_split_and_heldout_set_hold_the_right_questions(repo):
     repo, _ = repo
     assert len(read_ids(repo / "data/split/test.jsonl")) == 8
     assert read_ids(repo / "data/split/heldout.jsonl") == {f"h{i:04d}" for i in range(30)}  # exactly the unseen articles
-    data = read_json(repo / "metrics/heldout/data.json")
+    data = read_json(repo / "metrics/heldout/data.details.json")
     assert (data["candidates"], data["dropped_seen_article"], data["heldout_examples"]) == (70, 40, 30)
 
 
@@ -83,7 +86,7 @@ def test_the_test_split_and_heldout_set_hold_the_right_questions(repo):
 def test_each_evaluation_scores_its_own_questions_with_intervals(repo, mode, eval_set):
     repo, _ = repo
     ids = read_ids(repo / f"data/split/{eval_set}.jsonl")
-    metrics = read_json(repo / f"metrics/{eval_set}/{mode}.json")
+    metrics = read_record(repo / f"metrics/{eval_set}/{mode}.json")
     assert (metrics["mode"], metrics["eval_set"], metrics[f"{eval_set}_examples"]) == (mode, eval_set, len(ids))
     assert set(read_json(repo / f"data/predictions/{eval_set}/{mode}.json")) == ids
     for score in ("exact_match", "f1"):
@@ -91,14 +94,36 @@ def test_each_evaluation_scores_its_own_questions_with_intervals(repo, mode, eva
         assert 0 <= low <= metrics[score] <= high <= 100
     overlap = 1.0 if eval_set == "test" else 0.0  # the test split shares its paragraphs; held-out nothing
     assert metrics[f"{eval_set}_paragraph_overlap"] == metrics[f"{eval_set}_article_overlap"] == overlap
-    summary = read_json(repo / f"data/trained/{mode}/train_summary.json")
-    assert {key: metrics[key] for key in summary} == summary  # the training's own figures, as it wrote them
+
+
+def test_declared_metrics_hold_numbers_to_compare_and_the_details_the_rest(repo):
+    """What `dvc metrics show` lists: scores, intervals, differences and training costs, every one a
+    number; what each run was (device, sources, counts) is in the NAME.details.json beside it."""
+    repo, _ = repo
+    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json"))
+    declared = {path: file["data"] for path, file in next(iter(shown.values()))["data"].items()}
+    scores = {f"{score}{end}" for score in ("exact_match", "f1") for end in ("", "_ci_low", "_ci_high")}
+    expected = {**{f"metrics/train/{mode}.json": set(COSTS) for mode in ("full", "lora")},
+                **{f"metrics/{eval_set}/{mode}.json": scores for eval_set in ("test", "heldout") for mode in ("full", "lora")},
+                **{f"metrics/{eval_set}/lora_vs_full.json": {key.replace("_ci", "_difference_ci") if "_ci" in key
+                                                            else f"{key}_difference" for key in scores}
+                   for eval_set in ("test", "heldout")}}
+    assert {path: set(values) for path, values in declared.items()} == expected
+    assert all(isinstance(value, (int, float)) for values in declared.values() for value in values.values())
+    for path in declared:  # each as its stage wrote it, its details beside it
+        assert read_json(repo / path) == declared[path]
+    for mode in ("full", "lora"):
+        details = read_json(repo / f"metrics/train/{mode}.details.json")
+        assert details["mode"] == mode and details["device"].startswith("cpu (")
+        assert set(details["inputs"]) == {"data", "model"}
+        assert read_json(repo / f"metrics/test/{mode}.details.json")["eval_precision"] == "fp32"
+    assert read_json(repo / "metrics/test/lora_vs_full.details.json") == {"eval_set": "test", "questions": 8}
 
 
 @pytest.mark.parametrize("eval_set, questions", [("test", 8), ("heldout", 30)])
 def test_each_comparison_pairs_lora_and_full_on_the_same_questions(repo, eval_set, questions):
     repo, _ = repo
-    comparison = read_json(repo / f"metrics/{eval_set}/lora_vs_full.json")
+    comparison = read_record(repo / f"metrics/{eval_set}/lora_vs_full.json")
     full, lora = (read_json(repo / f"metrics/{eval_set}/{mode}.json") for mode in ("full", "lora"))
     assert comparison["questions"] == questions
     for score in ("exact_match", "f1"):  # the mean of per-question differences is the difference of means
@@ -109,7 +134,7 @@ def test_each_comparison_pairs_lora_and_full_on_the_same_questions(repo, eval_se
 
 def test_lora_trains_its_adapters_and_the_head_full_fine_tuning_everything(repo):
     repo, _ = repo
-    full, lora = (read_json(repo / f"metrics/test/{mode}.json") for mode in ("full", "lora"))
+    full, lora = (read_json(repo / f"metrics/train/{mode}.json") for mode in ("full", "lora"))
     assert full["trainable_params"] == full["total_params"]
     assert 66 < lora["trainable_params"] < full["trainable_params"]  # adapters + head (2 x 32 + 2), not the head alone
     assert lora["total_params"] == full["total_params"] + lora["trainable_params"]  # + adapters + peft's head copy
@@ -130,10 +155,13 @@ def test_outputs_have_one_home_and_shared_weights_are_stored_once(repo):
         return sorted(path.name for path in folder.iterdir() if path.name != ".gitignore")  # DVC's
 
     assert names(repo / "models") == ["full", "lora", "lora-merged"]
-    assert names(repo / "metrics") == ["heldout", "loss.png", "report.md", "test"]
-    for eval_set in ("test", "heldout"):
-        assert names(repo / "metrics" / eval_set) == \
-            sorted(["full.json", "lora.json", "lora_vs_full.json"] + (["data.json"] if eval_set == "heldout" else []))
+    assert names(repo / "metrics") == ["heldout", "loss.png", "report.md", "test", "train"]
+    records = {"train": ["full", "lora"], "test": ["full", "lora", "lora_vs_full"],
+               "heldout": ["full", "lora", "lora_vs_full"]}
+    for folder, names_of_records in records.items():  # every metrics file with its details
+        assert names(repo / "metrics" / folder) == sorted(
+            [f"{name}{suffix}" for name in names_of_records for suffix in (".json", ".details.json")]
+            + (["data.details.json"] if folder == "heldout" else []))
     for mode, weights in (("full", "model.safetensors"), ("lora", "adapter_model.safetensors")):
         trained, packaged = (repo / folder / mode / weights for folder in ("data/trained", "models"))
         assert trained.read_bytes() == packaged.read_bytes()
@@ -217,8 +245,8 @@ def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
         "inputs", "train@lora", "evaluate@lora-test", "evaluate@lora-heldout", "report", "package@lora", "package@lora-merged"}
 
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
-    assert "metrics/test/full.json" not in diff and "metrics/heldout/full.json" not in diff  # full did not move
-    trainable = diff["metrics/test/lora.json"]["trainable_params"]
+    assert not {"metrics/train/full.json", "metrics/test/full.json", "metrics/heldout/full.json"} & set(diff)  # full did not move
+    trainable = diff["metrics/train/lora.json"]["trainable_params"]
     assert trainable["new"] == 2 * (trainable["old"] - 66) + 66  # rank 4 -> 8 doubles the adapters
     # the intervals' ends are numbers DVC diffs, with their change (unless the retrained LoRA's happen not to move)
     shown = json.loads(run(repo, "dvc", "metrics", "show", "--json"))
@@ -236,7 +264,7 @@ def test_heldout_change_reruns_only_the_heldout_evaluations(repo):
     # never training or the test-split evaluations; the model cards show the held-out scores
     assert stages_run(output) == {"inputs", "heldout", "evaluate@full-heldout", "evaluate@lora-heldout", "compare@heldout",
                                   "report", *PACKAGES}
-    assert json.loads((repo / "metrics/heldout/data.json").read_text())["heldout_examples"] == 12
+    assert json.loads((repo / "metrics/heldout/data.details.json").read_text())["heldout_examples"] == 12
     assert len(json.loads((repo / "data/predictions/heldout/full.json").read_text())) == 12
 
 
@@ -301,7 +329,7 @@ def test_an_edited_heldout_file_reruns_only_the_heldout_stages(repo):
     assert "Which city is the capital" in " ".join(questions)
     fingerprint = json.loads((repo / "data/inputs/heldout.json").read_text())
     assert fingerprint["sha256"] == hashlib.sha256(heldout.read_bytes()).hexdigest()
-    assert json.loads((repo / "metrics/heldout/data.json").read_text())["input"] == fingerprint
+    assert json.loads((repo / "metrics/heldout/data.details.json").read_text())["input"] == fingerprint
 
 
 def test_an_edited_training_file_reruns_everything_downstream(repo):
@@ -339,14 +367,14 @@ def test_replaced_model_weights_invalidate_tokenize_and_training(repo):
 
 def test_two_processes_under_torchrun_train_like_one(repo):
     repo, _ = repo
-    summaries = {mode: repo / f"data/trained/{mode}/train_summary.json" for mode in ("full", "lora")}
-    before = {mode: read_json(summary) for mode, summary in summaries.items()}
-    files = {mode: sorted(path.name for path in summary.parent.iterdir()) for mode, summary in summaries.items()}
+    summaries = {mode: repo / f"metrics/train/{mode}.json" for mode in ("full", "lora")}
+    before = {mode: read_record(summary) for mode, summary in summaries.items()}
+    files = {mode: sorted(path.name for path in (repo / f"data/trained/{mode}").iterdir()) for mode in summaries}
     output = run(repo, "dvc", "exp", "run", "-S", "train.nproc=2", "train@full", "train@lora")  # training only
     assert "under torchrun with 2 processes" in output
     assert stages_run(output) == {"inputs", "train@full", "train@lora"}
     for mode, one in before.items():
-        two = read_json(summaries[mode])
+        two = read_record(summaries[mode])
         assert (one["world_size"], two["world_size"]) == (1, 2)
         assert two["initial_loss"] == pytest.approx(one["initial_loss"], rel=0.05)  # the same initialisation
         assert two["final_loss"] == pytest.approx(one["final_loss"], rel=0.1)  # the same global batch of 8

@@ -17,6 +17,7 @@ from helpers import assert_clean_failure, run_stage, set_params, stage_command
 
 from squad_ft.errors import UserError
 from squad_ft.modeling import load_pretrained, load_tokenizer, load_trained
+from squad_ft.stage import read_record
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
 
@@ -97,7 +98,7 @@ def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, m
     assert reference.returncode == 0, reference.stderr
     assert "resuming" not in reference.stdout
     expected_weights = (project / f"data/trained/{mode}/{weights}").read_bytes()
-    expected_summary = json.loads((project / f"data/trained/{mode}/train_summary.json").read_text())
+    expected_summary = read_record(project / f"metrics/train/{mode}.json")
     expected_log = loss_rows(project / f"dvclive/{mode}/plots/metrics/loss.tsv")
     assert not list(project.glob(".checkpoints/*")), "checkpoints are removed when the stage finishes"
 
@@ -113,7 +114,7 @@ def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, m
     assert resumed.returncode == 0, resumed.stderr
     assert f"(step {killed_at})" in resumed.stdout  # resumed: only the remaining steps ran
     assert (project / f"data/trained/{mode}/{weights}").read_bytes() == expected_weights
-    summary = json.loads((project / f"data/trained/{mode}/train_summary.json").read_text())
+    summary = read_record(project / f"metrics/train/{mode}.json")
     timings = {"train_runtime_s", "train_features_per_s", "model_memory_mb", "peak_memory_mb"}  # of the resumed part
     assert {key: value for key, value in summary.items() if key not in timings} == \
         {key: value for key, value in expected_summary.items() if key not in timings}
@@ -174,9 +175,10 @@ def corrupt_model(tokenized, tiny_model_dir) -> Path:
     load_tokenizer(str(tiny_model_dir)).save_pretrained(folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
-    for metrics in ("metrics/test/full.json", "metrics/heldout/full.json"):  # what package reads first
-        (tokenized / metrics).parent.mkdir(parents=True, exist_ok=True)
-        (tokenized / metrics).write_text("{}")
+    for folder in ("train", "test", "heldout"):  # the records package reads first
+        for name in ("full.json", "full.details.json"):
+            (tokenized / "metrics" / folder).mkdir(parents=True, exist_ok=True)
+            (tokenized / "metrics" / folder / name).write_text("{}")
     return folder
 
 

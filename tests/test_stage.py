@@ -6,7 +6,7 @@ import safetensors.torch
 import torch
 from helpers import assert_clean_failure, make_examples, run_stage, set_params, write_jsonl
 
-from squad_ft.stage import atomic_output
+from squad_ft.stage import atomic_output, read_record
 
 
 def test_atomic_output_leaves_nothing_on_failure(tmp_path):
@@ -84,7 +84,8 @@ def test_training_is_reproducible(tokenized, mode, weights):
     for _ in range(2):
         for stage in (f"train@{mode}", f"evaluate@{mode}-test"):
             assert run_stage(stage, cwd=tokenized).returncode == 0, stage
-        metrics = json.loads((tokenized / f"metrics/test/{mode}.json").read_text())
+        metrics = {**read_record(tokenized / f"metrics/test/{mode}.json"),
+                   **read_record(tokenized / f"metrics/train/{mode}.json")}
         runs.append({
             "weights": (tokenized / f"data/trained/{mode}/{weights}").read_bytes(),
             "predictions": (tokenized / f"data/predictions/test/{mode}.json").read_text(),
@@ -105,7 +106,7 @@ def test_gradient_checkpointing_recomputes_the_same_training(tokenized, mode, we
         set_params(tokenized, "train", gradient_checkpointing=checkpointing)
         assert run_stage(f"train@{mode}", cwd=tokenized).returncode == 0
         log = (tokenized / f"dvclive/{mode}/plots/metrics/loss.tsv").read_text().splitlines()[1:]  # step, loss
-        runs.append({"summary": json.loads((tokenized / f"data/trained/{mode}/train_summary.json").read_text()),
+        runs.append({"summary": read_record(tokenized / f"metrics/train/{mode}.json"),
                      "losses": [(int(step), float(loss)) for step, loss in (line.split("\t") for line in log)],
                      "weights": safetensors.torch.load_file(tokenized / f"data/trained/{mode}/{weights}")})
     without, with_ = runs
@@ -133,7 +134,7 @@ def test_heldout_keeps_only_unseen_articles_in_order(tokenized):
     assert run_stage("heldout", cwd=tokenized).returncode == 0
     kept = [json.loads(line)["id"] for line in (tokenized / "data/split/heldout.jsonl").read_text().splitlines()]
     assert kept == [ex["id"] for ex in unseen[:3]]
-    counts = json.loads((tokenized / "metrics/heldout/data.json").read_text())
+    counts = json.loads((tokenized / "metrics/heldout/data.details.json").read_text())
     assert (counts["candidates"], counts["dropped_seen_article"], counts["unseen"], counts["heldout_examples"]) == (
         21, 16, 5, 3)
 
@@ -145,7 +146,7 @@ def test_heldout_drops_a_seen_paragraph_under_another_title(tokenized):
     write_jsonl(renamed + make_examples(1, unseen=True), tokenized / "heldout.jsonl")
     set_params(tokenized, "heldout", source=str(tokenized / "heldout.jsonl"), n_examples=None)
     assert run_stage("heldout", cwd=tokenized).returncode == 0
-    counts = json.loads((tokenized / "metrics/heldout/data.json").read_text())
+    counts = json.loads((tokenized / "metrics/heldout/data.details.json").read_text())
     assert (counts["dropped_seen_article"], counts["dropped_seen_paragraph_only"], counts["unseen"]) == (0, 2, 1)
 
 
@@ -162,7 +163,7 @@ def test_heldout_errors_name_the_parameter_and_leave_no_output(tokenized, heldou
     set_params(tokenized, "heldout", **heldout)
     assert_clean_failure(run_stage("heldout", cwd=tokenized), *fragments)
     assert not (tokenized / "data/split/heldout.jsonl").exists()
-    assert not (tokenized / "metrics/heldout/data.json").exists()
+    assert not (tokenized / "metrics/heldout/data.details.json").exists()
 
 
 def test_bf16_trains_and_evaluates_and_is_recorded(tokenized):
@@ -174,11 +175,11 @@ def test_bf16_trains_and_evaluates_and_is_recorded(tokenized):
     result = run_stage("train@lora", cwd=tokenized)
     assert result.returncode == 0, result.stderr
     assert ("emulated, slower than fp32" in result.stderr) == (not cpu_has_native_bf16())
-    summary = json.loads((tokenized / "data/trained/lora/train_summary.json").read_text())
+    summary = read_record(tokenized / "metrics/train/lora.json")
     assert summary["precision"] == "bf16" and summary["device"].endswith(", bf16)")
     assert summary["final_loss"] < summary["initial_loss"]  # it learns in bf16 too
     assert run_stage("evaluate@lora-test", cwd=tokenized).returncode == 0
-    assert json.loads((tokenized / "metrics/test/lora.json").read_text())["eval_precision"] == "bf16"
+    assert read_record(tokenized / "metrics/test/lora.json")["eval_precision"] == "bf16"
 
 
 def test_lora_fused_false_trains_the_same_parameters(tokenized):
@@ -187,7 +188,7 @@ def test_lora_fused_false_trains_the_same_parameters(tokenized):
     for fused in (True, False):
         set_params(tokenized, "lora", fused=fused)
         assert run_stage("train@lora", cwd=tokenized).returncode == 0
-        summaries.append(json.loads((tokenized / "data/trained/lora/train_summary.json").read_text()))
+        summaries.append(read_record(tokenized / "metrics/train/lora.json"))
     assert summaries[0]["trainable_params"] == summaries[1]["trainable_params"]
     assert summaries[0]["initial_loss"] == pytest.approx(summaries[1]["initial_loss"], rel=1e-5)  # the same model
     assert summaries[0]["final_loss"] == pytest.approx(summaries[1]["final_loss"], rel=1e-3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import copy
 import functools
+import json
 import re
 
 import pytest
@@ -97,10 +98,10 @@ def test_removing_any_module_dep_is_caught(dvc_yaml):
 
 
 def test_the_closure_is_transitive():
-    # stages.evaluate imports squad_ft.modeling, which imports squad_ft.hub
-    assert "squad_ft.hub" not in project_imports("stages.evaluate")
-    assert "squad_ft.modeling" in project_imports("stages.evaluate")
-    assert "squad_ft/hub.py" in import_closure("stages.evaluate")
+    # stages.evaluate imports squad_ft.inference, which imports squad_ft.modeling
+    assert "squad_ft.modeling" not in project_imports("stages.evaluate")
+    assert "squad_ft.inference" in project_imports("stages.evaluate")
+    assert "squad_ft/modeling.py" in import_closure("stages.evaluate")
 
 
 @pytest.mark.parametrize("module", ["squad_ft.inference", "squad_ft.predict", "stages.evaluate", "stages.package"])
@@ -118,3 +119,36 @@ def test_stage_scripts_hard_code_no_data_paths():
     """Paths live in dvc.yaml: a stage script names no file under data/, models/, metrics/ or dvclive/."""
     for script in (ROOT / "stages").glob("*.py"):
         assert not re.search(r"""["'](data|models|metrics|dvclive)/""", script.read_text()), script.name
+
+
+def _paths(entries: list) -> set[str]:
+    """The paths of a stage's `deps`, `outs` or `metrics` list (an entry may carry options)."""
+    return {entry if isinstance(entry, str) else next(iter(entry)) for entry in entries}
+
+
+def test_every_metrics_file_travels_with_its_details(dvc_yaml):
+    """A stage declaring NAME.json as metrics writes NAME.details.json beside it (write_record), and a
+    stage reading NAME.json reads both (read_record), so both are outputs, and both are deps."""
+    checked = 0
+    for name, stage in dvc_yaml["stages"].items():
+        body = stage.get("do", stage)
+        outs, deps = _paths(body.get("outs", [])), _paths(body.get("deps", []))
+        for metrics in _paths(body.get("metrics", [])):
+            assert metrics.replace(".json", ".details.json") in outs, (name, metrics)
+            checked += 1
+        for dep in deps:
+            if dep.startswith("metrics/") and not dep.endswith(".details.json"):
+                assert dep.replace(".json", ".details.json") in deps, (name, dep)
+                checked += 1
+    assert checked == 3 + 8 + 3  # train, evaluate, compare; report's 8 records; package's 3
+
+
+def test_a_record_is_its_metrics_and_its_details(tmp_path):
+    from squad_ft.stage import details_path, read_record, write_record
+
+    write_record(tmp_path / "lora.json", {"f1": 50.0}, {"device": "cpu", "questions": 8})
+    assert details_path(tmp_path / "lora.json") == tmp_path / "lora.details.json"
+    assert json.loads((tmp_path / "lora.json").read_text()) == {"f1": 50.0}
+    assert json.loads((tmp_path / "lora.details.json").read_text()) == {"device": "cpu", "questions": 8}
+    assert read_record(tmp_path / "lora.json") == {"f1": 50.0, "device": "cpu", "questions": 8}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lora.details.json", "lora.json"]  # no temporary left
