@@ -175,10 +175,10 @@ def corrupt_model(tokenized, tiny_model_dir) -> Path:
     load_tokenizer(str(tiny_model_dir)).save_pretrained(folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
-    for folder in ("train", "test", "heldout"):  # the records package reads first
+    for records in ("train", "test", "heldout"):  # what package reads first
+        (tokenized / "metrics" / records).mkdir(parents=True, exist_ok=True)
         for name in ("full.json", "full.details.json"):
-            (tokenized / "metrics" / folder).mkdir(parents=True, exist_ok=True)
-            (tokenized / "metrics" / folder / name).write_text("{}")
+            (tokenized / "metrics" / records / name).write_text("{}")
     return folder
 
 
