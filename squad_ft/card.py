@@ -33,7 +33,8 @@ def _results(name: str, params: dict, evaluations: dict[str, dict]) -> list[dict
 def model_card(variant: str, params: dict, evaluations: dict[str, dict]) -> str:
     """README.md for a model folder: metadata, how it was trained, its scores, how to use and publish it.
 
-    `variant` is full, lora or lora-merged; `evaluations` maps an evaluation set to its metrics.
+    `variant` is full, lora or lora-merged; `evaluations` maps an evaluation set to its record
+    merged with the model's training record (`squad_ft.stage.read_record`).
     """
     mode = "lora" if variant.startswith("lora") else "full"
     base = str(params["model"]["name"])

@@ -66,8 +66,9 @@ def verdict(interval: list[float]) -> str:
 def comparison_table(evaluations: dict[tuple[str, str], dict], comparisons: dict[str, dict]) -> pd.DataFrame:
     """Rows: training figures, then per evaluation set its questions, overlap and scores.
 
-    `evaluations` maps (eval_set, mode) to an evaluate stage's metrics; `comparisons` maps
-    eval_set to the compare stage's paired differences. Columns: one per model, and the
+    `evaluations` maps (eval_set, mode) to an evaluate stage's record merged with its model's training
+    record (metrics and details, `squad_ft.stage.read_record`); `comparisons` maps eval_set to the
+    compare stage's record. Columns: one per model, and the
     paired difference of LoRA minus full fine-tuning on the score rows.
     """
     modes = [mode for mode in MODEL_LABELS if ("test", mode) in evaluations]

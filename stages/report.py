@@ -1,8 +1,7 @@
 """Stage report: the comparison table (Markdown) and the training-loss curves (PNG)."""
 import argparse
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from squad_ft.report import MODEL_LABELS, plot_losses, render
 from squad_ft.params import load_params

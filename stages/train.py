@@ -46,9 +46,9 @@ def main() -> None:
         summary = train(model, tokenizer, features, hyper, params["train"]["seed"], model_dir, live_dir, checkpoints)
         if paths.mode == "lora":
             record_base_model(model_dir, name, revision)
-        details = {"mode": paths.mode, **{key: value for key, value in summary.items() if key not in COSTS},
-                   "inputs": inputs}
-        write_record(paths.metrics, {key: summary[key] for key in COSTS}, details)
+    # after the model folder is in place: no training record without its model
+    details = {"mode": paths.mode, **{key: value for key, value in summary.items() if key not in COSTS}, "inputs": inputs}
+    write_record(paths.metrics, {key: summary[key] for key in COSTS}, details)
     print(summary)
 
 

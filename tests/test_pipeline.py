@@ -17,6 +17,7 @@ import safetensors.torch
 import yaml
 from helpers import init_repo, make_examples, tiny_params, write_jsonl, write_project
 
+from squad_ft.device import device_and_precision
 from squad_ft.stage import read_record
 from squad_ft.training import COSTS
 
@@ -114,7 +115,7 @@ def test_declared_metrics_hold_numbers_to_compare_and_the_details_the_rest(repo)
         assert read_json(repo / path) == declared[path]
     for mode in ("full", "lora"):
         details = read_json(repo / f"metrics/train/{mode}.details.json")
-        assert details["mode"] == mode and details["device"].startswith("cpu (")
+        assert (details["mode"], details["device"]) == (mode, device_and_precision("fp32")[0])
         assert set(details["inputs"]) == {"data", "model"}
         assert read_json(repo / f"metrics/test/{mode}.details.json")["eval_precision"] == "fp32"
     assert read_json(repo / "metrics/test/lora_vs_full.details.json") == {"eval_set": "test", "questions": 8}
@@ -146,6 +147,8 @@ def test_the_report_has_every_row_and_the_loss_plot(repo):
     for row in ("| Trained params ", "| Test: F1 ", "| Held-out: exact match ", "| Held-out: questions "):
         assert row in report, row
     assert "Held-out F1, LoRA - full fine-tuning on the same 30 questions" in report
+    trained = [read_json(repo / f"metrics/train/{mode}.json")["trainable_params"] for mode in ("full", "lora")]
+    assert re.search(rf"\| Trained params +\| {trained[0]:,} +\| {trained[1]:,} +\|", report)  # the training's record
     assert (repo / "metrics/loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -201,6 +204,8 @@ def test_model_folders_are_hub_ready_and_answer_from_anywhere(repo, tmp_path):
         for result, eval_set in zip(metadata["model-index"][0]["results"], ("test", "heldout")):
             metrics = read_json(repo / f"metrics/{eval_set}/{mode}.json")
             assert [metric["value"] for metric in result["metrics"]] == [metrics["exact_match"], metrics["f1"]]
+        training = read_json(repo / f"metrics/train/{mode}.json")
+        assert f"{training['trainable_params']:,} of {training['total_params']:,} parameters trained" in card
     assert json.loads((repo / "models/lora/adapter_config.json").read_text())["base_model_name_or_path"] == \
         params["model"]["name"]
     assert not (repo / "models/lora-merged/adapter_config.json").exists()  # a plain transformers folder

@@ -100,3 +100,28 @@ def test_groups_with_a_null_parameter_sort_after_the_numbers():
                      "scores": [{"mode": "full", "eval_set": "heldout"}, {"mode": "lora", "eval_set": "heldout"}]})
     table = pooled_table(runs, SETTINGS, lambda rev, eval_set: per_question_scores(0.0, 1))
     assert list(table["heldout.n_examples"].drop_duplicates()) == [12, 30, "null"]
+
+
+def test_finished_experiments_join_each_evaluation_to_its_models_training_costs():
+    """From `dvc exp show --json`: the evaluations by their dvc.yaml paths, each with its model's
+    training record; a queued experiment (no metrics yet) and the baseline row are left out."""
+    from squad_ft.sweep import finished_experiments
+
+    metrics = {"metrics/train/full.json": {"trainable_params": 1000, "train_runtime_s": 9.0},
+               "metrics/train/lora.json": {"trainable_params": 40, "train_runtime_s": 7.0},
+               "metrics/test/full.json": {"exact_match": 30.0, "f1": 40.0},
+               "metrics/heldout/lora.json": {"exact_match": 20.0, "f1": 35.0},
+               "metrics/heldout/lora_vs_full.json": {"f1_difference": -1.0}}
+    params = {"params.yaml": {"data": {"train": {"seed": 1}, "lora": {"r": 4}}}}
+    exp_show = [{"rev": "workspace", "data": {"metrics": {}}},
+                {"rev": "abc", "experiments": [
+                    {"name": "done", "revs": [{"rev": "e1", "data": {"params": params, "metrics": {
+                        path: {"data": data} for path, data in metrics.items()}}}]},
+                    {"name": "queued", "revs": [{"rev": "e2", "data": {"params": params, "metrics": {}}}]},
+                ]}]
+    [run_] = finished_experiments(exp_show)
+    assert (run_["name"], run_["rev"], run_["params"]) == ("done", "e1", {"train.seed": 1, "lora.r": 4})
+    assert run_["scores"] == [
+        {"mode": "full", "eval_set": "test", "trainable_params": 1000, "train_runtime_s": 9.0, "exact_match": 30.0, "f1": 40.0},
+        {"mode": "lora", "eval_set": "heldout", "trainable_params": 40, "train_runtime_s": 7.0, "exact_match": 20.0, "f1": 35.0},
+    ]
