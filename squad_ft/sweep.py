@@ -5,27 +5,37 @@
     python -m squad_ft.sweep                          # mean +- std per model, and the pooled verdict
     dvc exp run --queue -S 'lora.r=1,4,16,64' -S 'train.seed=1,2'   # a rank sweep, then:
     python -m squad_ft.sweep --plot rank_curve.png --tsv rank_curve.tsv
+    python -m squad_ft.sweep --copy-to runs           # also keep each experiment in git: runs/NAME/
+    python -m squad_ft.sweep --archive runs/*         # later, on another machine: the same tables
 
 Reads `dvc exp show --json` (the experiments of the current commit; `--json-file` reads a
-saved copy instead). Experiments are grouped by the parameters that differ between them,
-other than `train.seed`; each group gets the mean and sample standard deviation of exact
-match and F1 for every model and evaluation set it was scored on.
+saved copy instead). `--copy-to DIR` also copies each finished experiment's params.yaml,
+dvc.lock, metrics/ and data/predictions/ into DIR/NAME, where git can keep them after DVC's
+experiments and cache are gone; `--archive DIR...` reads such copies instead, each file checked
+against the hash its dvc.lock recorded, with the questions from this workspace's data/split/
+(which must be the ones the runs were scored on: their hash is in the same dvc.lock).
+
+Experiments are grouped by the parameters that differ between them, other than `train.seed`;
+each group gets the mean and sample standard deviation of exact match and F1 for every model
+and evaluation set it was scored on.
 
 Then, per group and evaluation set, LoRA against full fine-tuning pooled over the seeds, from
-each experiment's predictions (read from DVC's cache): each model's mean over seeds, LoRA minus
-full fine-tuning per seed (paired on the same questions) and pooled, each with an interval from
-a bootstrap that resamples the seeds and, within each, the questions (bootstrap settings from
-params.yaml), and one verdict per score.
+each experiment's predictions: each model's mean over seeds, LoRA minus full fine-tuning per
+seed (paired on the same questions) and pooled, each with an interval from a bootstrap that
+resamples the seeds and, within each, the questions (bootstrap settings from params.yaml),
+and one verdict per score.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from squad_ft.errors import UserError
 from squad_ft.metric import question_scores
@@ -52,6 +62,17 @@ def _flatten(params: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _evaluations(metrics: dict[str, dict]) -> list[dict]:
+    """Each evaluation in `metrics` ({dvc.yaml path: content}) with its model's training figures
+    (trainable_params, for the rank curve)."""
+    return [
+        {"mode": mode, "eval_set": eval_set, **metrics.get(TRAINING.format(mode=mode), {}),
+         **metrics[EVALUATION.format(set=eval_set, mode=mode)]}
+        for eval_set in EVAL_SETS for mode in MODES
+        if "exact_match" in metrics.get(EVALUATION.format(set=eval_set, mode=mode), {})
+    ]
+
+
 def finished_experiments(exp_show: list[dict]) -> list[dict]:
     """Each finished experiment with scores: {"name", "params" (flat), "scores": [evaluate metrics...]}."""
     runs = []
@@ -60,13 +81,7 @@ def finished_experiments(exp_show: list[dict]) -> list[dict]:
             revision = experiment["revs"][0]
             data = revision.get("data") or {}
             metrics = {path: file.get("data") or {} for path, file in (data.get("metrics") or {}).items()}
-            # each evaluation with its model's training figures (trainable_params, for the rank curve)
-            evaluations = [
-                {"mode": mode, "eval_set": eval_set, **metrics.get(TRAINING.format(mode=mode), {}),
-                 **metrics[EVALUATION.format(set=eval_set, mode=mode)]}
-                for eval_set in EVAL_SETS for mode in MODES
-                if "exact_match" in metrics.get(EVALUATION.format(set=eval_set, mode=mode), {})
-            ]
+            evaluations = _evaluations(metrics)
             if revision.get("error") or not evaluations:
                 continue  # queued, running or failed
             runs.append({
@@ -110,19 +125,95 @@ def _interval(result: dict) -> str:
     return f"[{low:.1f}, {high:.1f}]"
 
 
+def _scored(questions: str, predictions: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+    """{mode: {score: per-question values}} from a questions file's text and each model's predictions file's text."""
+    references = {example["id"]: example["answers"]["text"] for example in map(json.loads, questions.splitlines())}
+    return {mode: question_scores(json.loads(answers), references) for mode, answers in predictions.items()}
+
+
 def per_question(rev: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
     """{mode: {score: per-question values}} of experiment `rev` on `eval_set`, from DVC's cache."""
     from dvc.api import DVCFileSystem
 
     fs = DVCFileSystem(".", rev=rev)
     try:
-        examples = [json.loads(line) for line in fs.read_text(QUESTIONS.format(set=eval_set)).splitlines()]
-        predictions = {mode: json.loads(fs.read_text(PREDICTIONS.format(set=eval_set, mode=mode)))
-                       for mode in ("full", "lora")}
+        return _scored(fs.read_text(QUESTIONS.format(set=eval_set)),
+                       {mode: fs.read_text(PREDICTIONS.format(set=eval_set, mode=mode)) for mode in MODES})
     except (OSError, ValueError) as err:
         raise UserError(f"experiment {rev[:7]}: cannot read its {eval_set} predictions from DVC's cache: {err}") from err
-    references = {example["id"]: example["answers"]["text"] for example in examples}
-    return {mode: question_scores(answers, references) for mode, answers in predictions.items()}
+
+
+ARCHIVED = ("params.yaml", "dvc.lock", "metrics", "data/predictions")  # what `--archive` reads back
+
+
+def copy_experiment(rev: str, destination: Path) -> None:
+    """Experiment `rev`'s params.yaml, dvc.lock, metrics/ and data/predictions/, from git and DVC's
+    cache, into `destination`, laid out as in the workspace: a copy that git can keep, for `--archive`."""
+    from dvc.api import DVCFileSystem
+
+    fs = DVCFileSystem(".", rev=rev)
+    try:
+        paths = [path for top in ARCHIVED for path in (fs.find(top) if fs.isdir(top) else [top])]
+        for path in paths:
+            if Path(path).name == ".gitignore":  # DVC's, which would hide the predictions from git
+                continue
+            target = destination / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(fs.read_bytes(path))
+    except OSError as err:
+        raise UserError(f"experiment {rev[:7]}: cannot copy it to {destination}: {err}") from err
+
+
+def _locked_hashes(directory: Path) -> dict[str, str]:
+    """{path: md5} of every dependency and output in `directory`'s dvc.lock."""
+    try:
+        stages = yaml.safe_load((directory / "dvc.lock").read_text())["stages"].values()
+        return {entry["path"]: entry["md5"] for stage in stages
+                for entry in stage.get("deps", []) + stage.get("outs", []) if "md5" in entry}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{directory}: cannot read its dvc.lock: {err!r}") from err
+
+
+def _read_locked(path: Path, name: str, hashes: dict[str, str], run: Path) -> str:
+    """The text of `path`, which dvc.yaml calls `name`, if its md5 is the one `run`'s dvc.lock recorded."""
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{run}: cannot read {path}: {err}") from err
+    if name not in hashes:
+        raise UserError(f"{run}: its dvc.lock records no {name}")
+    if hashlib.md5(content).hexdigest() != hashes[name]:
+        raise UserError(f"{run}: {path} is not the {name} its dvc.lock recorded (md5 differs)")
+    return content.decode()
+
+
+def archived_runs(directories: list[Path]) -> list[dict]:
+    """Finished experiments copied out of DVC, one per directory (its params.yaml, dvc.lock, metrics/
+    and data/predictions/, laid out as in the workspace), as `finished_experiments` gives them."""
+    runs = []
+    for directory in directories:
+        hashes = _locked_hashes(directory)
+        names = {TRAINING.format(mode=mode) for mode in MODES} | {
+            EVALUATION.format(set=eval_set, mode=mode) for mode in MODES for eval_set in EVAL_SETS}
+        metrics = {name: json.loads(_read_locked(directory / name, name, hashes, directory))
+                   for name in names if (directory / name).exists()}
+        try:
+            params = yaml.safe_load((directory / "params.yaml").read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise UserError(f"{directory}: cannot read its params.yaml: {err}") from err
+        runs.append({"name": directory.name, "rev": str(directory), "params": _flatten(params),
+                     "scores": _evaluations(metrics)})
+    return runs
+
+
+def archived_per_question(run: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
+    """{mode: {score: per-question values}} of archived run `run` on `eval_set`: its predictions, and this
+    workspace's questions, which must be the ones the run was evaluated on (the md5 in its dvc.lock)."""
+    directory, questions = Path(run), QUESTIONS.format(set=eval_set)
+    hashes = _locked_hashes(directory)
+    return _scored(_read_locked(Path(questions), questions, hashes, directory),
+                   {mode: _read_locked(directory / name, name, hashes, directory)
+                    for mode, name in ((mode, PREDICTIONS.format(set=eval_set, mode=mode)) for mode in MODES)})
 
 
 def _order(value) -> tuple:
@@ -195,7 +286,7 @@ def rank_curve(runs: list[dict], settings: dict, read=per_question, eval_set: st
     readable = _readable(runs, eval_set, read)
     runs, scored = [run for run, _ in readable], {run["rev"]: scores for run, scores in readable}
     if not runs:
-        raise UserError(f"no experiment's {eval_set} predictions could be read from DVC's cache")
+        raise UserError(f"no experiment's {eval_set} predictions could be read")
     params = pd.DataFrame([run["params"] for run in runs])
     full_by_seed = {run["params"].get(SEED): scored[run["rev"]]["full"]["f1"] for run in runs}  # one per seed
     full = pooled_over_seeds(list(full_by_seed.values()), settings)
@@ -254,23 +345,34 @@ def _exp_show() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json-file", type=Path, help="a saved `dvc exp show --json` instead of running it")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--json-file", type=Path, help="a saved `dvc exp show --json` instead of running it")
+    source.add_argument("--archive", type=Path, nargs="+", metavar="DIR",
+                        help="finished experiments copied into folders instead of DVC's experiments")
+    parser.add_argument("--copy-to", type=Path, metavar="DIR",
+                        help="also copy each finished experiment into DIR/NAME, for `--archive DIR/*` (not with --archive)")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="for a rank sweep (experiments differing only in lora.r and train.seed): LoRA's rank "
                              "curve on the held-out set")
     parser.add_argument("--tsv", type=Path, metavar="FILE.tsv", help="with --plot: the curve as a table, for `dvc plots`")
     args = parser.parse_args()
-    exp_show = json.loads(args.json_file.read_text()) if args.json_file else _exp_show()
-    runs = finished_experiments(exp_show)
+    if args.archive:
+        if args.copy_to:
+            parser.error("--copy-to copies DVC's experiments; the runs of --archive are copies already")
+        runs, read = archived_runs(args.archive), archived_per_question
+    else:
+        runs, read = finished_experiments(json.loads(args.json_file.read_text()) if args.json_file else _exp_show()), per_question
+        for run in runs if args.copy_to else []:
+            copy_experiment(run["rev"], args.copy_to / run["name"])
     table = summary_table(runs)
     print(f"{len(runs)} finished experiments; mean ± sample standard deviation over seeds\n")
     print(table.to_markdown(index=False, disable_numparse=True))
     settings = load_params()["bootstrap"]
     print(f"\nLoRA against full fine-tuning, pooled over seeds: means and differences with "
           f"{settings['confidence']:.0%} intervals from a bootstrap over seeds, then questions\n")
-    print(pooled_table(runs, settings).to_markdown(index=False, disable_numparse=True))
+    print(pooled_table(runs, settings, read).to_markdown(index=False, disable_numparse=True))
     if args.plot:
-        curve, full = rank_curve(runs, settings)
+        curve, full = rank_curve(runs, settings, read)
         plot_rank_curve(curve, full, "heldout", args.plot)
         if args.tsv:
             curve.to_csv(args.tsv, sep="\t", index=False)

@@ -316,6 +316,33 @@ def test_queued_seeds_are_summarised(repo):
                         f"{'LoRA' if low > 0 else 'full fine-tuning'} better (the interval excludes 0)")
 
 
+def table_rows(output: str) -> set[tuple[str, ...]]:
+    """The cells of every row of the Markdown tables in `output` (column widths aside)."""
+    return {tuple(cell.strip() for cell in line.strip("|").split("|"))
+            for line in output.splitlines() if line.startswith("|") and not line.startswith("|--")}
+
+
+def test_experiments_copied_out_of_dvc_summarise_as_before(repo, tmp_path):
+    """`--copy-to` keeps each finished experiment where git can; `--archive` gives the same tables from
+    the copies, except where this workspace holds other questions than a run was scored on."""
+    repo, _ = repo
+    from_dvc = run(repo, sys.executable, "-m", "squad_ft.sweep", "--copy-to", str(tmp_path / "runs"))
+    copies = sorted((tmp_path / "runs").iterdir())
+    assert len(copies) == len(json.loads(run(repo, "dvc", "exp", "show", "--json"))[1]["experiments"]) >= 3
+    assert not list((tmp_path / "runs").rglob(".gitignore"))  # DVC's would hide the predictions from git
+    for copy in copies:
+        assert {path.name for path in (copy / "data/predictions/heldout").iterdir()} == {"full.json", "lora.json"}
+    result = subprocess.run([sys.executable, "-m", "squad_ft.sweep", "--archive", *map(str, copies)],
+                            cwd=repo, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # the workspace holds the 12 held-out questions of the last held-out change: the runs scored on
+    # other held-out questions are left out of the pooled held-out rows, and say why
+    missing = table_rows(from_dvc) - table_rows(result.stdout)
+    assert missing and all(row[1] == "heldout" and row[0] != "12" for row in missing)
+    assert table_rows(result.stdout) <= table_rows(from_dvc)
+    assert "is not the data/split/heldout.jsonl its dvc.lock recorded" in result.stderr
+
+
 def edit_question(path: Path, index: int) -> None:
     """Change the text of one question of a JSON Lines file, in place: the same name, new content."""
     examples = [json.loads(line) for line in path.read_text().splitlines()]

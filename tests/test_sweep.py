@@ -1,10 +1,16 @@
 """The experiment summary: means over seeds per group, and LoRA against full fine-tuning pooled over seeds."""
+import hashlib
+import json
+
 import numpy as np
 import pytest
+import yaml
 
 from squad_ft.errors import UserError
+from squad_ft.metric import question_scores
 from squad_ft.stats import pooled_difference
-from squad_ft.sweep import plot_rank_curve, pooled_table, rank_curve, smallest_rank_within_noise, summary_table
+from squad_ft.sweep import (archived_per_question, archived_runs, plot_rank_curve, pooled_table, rank_curve,
+                            smallest_rank_within_noise, summary_table)
 
 SETTINGS = {"resamples": 2000, "seed": 0, "confidence": 0.95}
 
@@ -125,3 +131,56 @@ def test_finished_experiments_join_each_evaluation_to_its_models_training_costs(
         {"mode": "full", "eval_set": "test", "trainable_params": 1000, "train_runtime_s": 9.0, "exact_match": 30.0, "f1": 40.0},
         {"mode": "lora", "eval_set": "heldout", "trainable_params": 40, "train_runtime_s": 7.0, "exact_match": 20.0, "f1": 35.0},
     ]
+
+
+def write_archived_run(directory, questions: str, predictions: dict[str, dict[str, str]]) -> None:
+    """A run copied out of DVC as `--copy-to` lays it out, with a dvc.lock recording each file's md5."""
+    files = {"params.yaml": yaml.safe_dump({"train": {"seed": 3}, "lora": {"r": 4}}),
+             "metrics/train/lora.json": json.dumps({"trainable_params": 40}),
+             "metrics/heldout/full.json": json.dumps({"exact_match": 50.0, "f1": 60.0}),
+             "metrics/heldout/lora.json": json.dumps({"exact_match": 40.0, "f1": 55.0}),
+             **{f"data/predictions/heldout/{mode}.json": json.dumps(answers) for mode, answers in predictions.items()}}
+    for name, content in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(content)
+    md5 = {name: hashlib.md5(content.encode()).hexdigest() for name, content in files.items()}
+    md5["data/split/heldout.jsonl"] = hashlib.md5(questions.encode()).hexdigest()
+    (directory / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {
+        "evaluate": {"deps": [{"path": "data/split/heldout.jsonl", "md5": md5["data/split/heldout.jsonl"]}],
+                     "outs": [{"path": name, "md5": digest} for name, digest in md5.items() if name != "params.yaml"]}}}))
+
+
+def test_an_archived_run_reads_back_its_params_scores_and_predictions(tmp_path, monkeypatch):
+    questions = "".join(json.dumps({"id": q, "answers": {"text": [text], "answer_start": [0]}}) + "\n"
+                        for q, text in (("q1", "Paris"), ("q2", "1976"), ("q3", "the Nile")))
+    predictions = {"full": {"q1": "Paris", "q2": "1975", "q3": "Nile"}, "lora": {"q1": "paris", "q2": "1976", "q3": "a river"}}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/split").mkdir(parents=True)
+    (tmp_path / "data/split/heldout.jsonl").write_text(questions)
+    write_archived_run(tmp_path / "runs/seed-3", questions, predictions)
+
+    [run_] = archived_runs([tmp_path / "runs/seed-3"])
+    assert (run_["name"], run_["params"]) == ("seed-3", {"train.seed": 3, "lora.r": 4})
+    assert run_["scores"] == [{"mode": "full", "eval_set": "heldout", "exact_match": 50.0, "f1": 60.0},
+                              {"mode": "lora", "eval_set": "heldout", "trainable_params": 40, "exact_match": 40.0, "f1": 55.0}]
+    references = {"q1": ["Paris"], "q2": ["1976"], "q3": ["the Nile"]}
+    scores = archived_per_question(run_["rev"], "heldout")
+    assert scores == {mode: question_scores(answers, references) for mode, answers in predictions.items()}
+    assert scores["full"]["exact_match"] == [1.0, 0.0, 1.0] and scores["lora"]["exact_match"] == [1.0, 1.0, 0.0]
+
+
+def test_an_archived_run_whose_files_differ_from_its_dvc_lock_is_one_error(tmp_path, monkeypatch):
+    """An edited prediction, or other questions in the workspace than the run was scored on."""
+    questions = json.dumps({"id": "q1", "answers": {"text": ["Paris"], "answer_start": [0]}}) + "\n"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/split").mkdir(parents=True)
+    (tmp_path / "data/split/heldout.jsonl").write_text(questions)
+    run_ = tmp_path / "seed-3"
+    write_archived_run(run_, questions, {"full": {"q1": "Paris"}, "lora": {"q1": "Lyon"}})
+    (run_ / "data/predictions/heldout/lora.json").write_text(json.dumps({"q1": "Paris"}))
+    with pytest.raises(UserError, match=r"lora.json is not the data/predictions/heldout/lora.json its dvc.lock recorded"):
+        archived_per_question(str(run_), "heldout")
+    write_archived_run(run_, questions, {"full": {"q1": "Paris"}, "lora": {"q1": "Lyon"}})
+    (tmp_path / "data/split/heldout.jsonl").write_text(questions.replace("q1", "q9"))
+    with pytest.raises(UserError, match=r"data/split/heldout.jsonl is not the data/split/heldout.jsonl its dvc.lock"):
+        archived_per_question(str(run_), "heldout")
