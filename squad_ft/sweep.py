@@ -41,10 +41,11 @@ from squad_ft.errors import UserError
 from squad_ft.metric import question_scores
 from squad_ft.params import load_params
 from squad_ft.report import verdict
-from squad_ft.stage import EVAL_SETS, MODES, run_stage
+from squad_ft.stage import EVAL_SETS, MODES, details_path, run_stage
 from squad_ft.stats import pooled_difference, pooled_over_seeds
 
 SEED = "train.seed"
+PRECISION = "train.precision"
 RANK = "lora.r"
 SCORES = {"exact_match": "exact match", "f1": "F1"}
 # where each experiment's questions, predictions and metrics are (dvc.yaml's paths)
@@ -198,11 +199,15 @@ def archived_runs(directories: list[Path]) -> list[dict]:
         metrics = {name: json.loads(_read_locked(directory / name, name, hashes, directory))
                    for name in names if (directory / name).exists()}
         try:
-            params = yaml.safe_load((directory / "params.yaml").read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise UserError(f"{directory}: cannot read its params.yaml: {err}") from err
-        runs.append({"name": directory.name, "rev": str(directory), "params": _flatten(params),
-                     "scores": _evaluations(metrics)})
+            params = _flatten(yaml.safe_load((directory / "params.yaml").read_text()))
+        except (OSError, yaml.YAMLError, AttributeError) as err:
+            raise UserError(f"{directory}: cannot read its params.yaml: {err!r}") from err
+        if params.get(PRECISION) == "auto":
+            # auto is bf16 on some machines and fp32 on others: copies from several machines group by what each used
+            used = {json.loads(_read_locked(directory / name, name, hashes, directory))["precision"]
+                    for name in (details_path(Path(TRAINING.format(mode=mode))).as_posix() for mode in MODES)}
+            params[PRECISION] = f"auto ({', '.join(sorted(used))})"
+        runs.append({"name": directory.name, "rev": str(directory), "params": params, "scores": _evaluations(metrics)})
     return runs
 
 

@@ -133,9 +133,13 @@ def test_finished_experiments_join_each_evaluation_to_its_models_training_costs(
     ]
 
 
-def write_archived_run(directory, questions: str, predictions: dict[str, dict[str, str]]) -> None:
-    """A run copied out of DVC as `--copy-to` lays it out, with a dvc.lock recording each file's md5."""
-    files = {"params.yaml": yaml.safe_dump({"train": {"seed": 3}, "lora": {"r": 4}}),
+def write_archived_run(directory, questions: str, predictions: dict[str, dict[str, str]], precision: str | None = None) -> None:
+    """A run copied out of DVC as `--copy-to` lays it out, with a dvc.lock recording each file's md5;
+    with `precision`, trained in `train.precision: auto`, which resolved to `precision`."""
+    train = {"seed": 3, **({"precision": "auto"} if precision else {})}
+    files = {"params.yaml": yaml.safe_dump({"train": train, "lora": {"r": 4}}),
+             **({f"metrics/train/{mode}.details.json": json.dumps({"precision": precision}) for mode in ("full", "lora")}
+                if precision else {}),
              "metrics/train/lora.json": json.dumps({"trainable_params": 40}),
              "metrics/heldout/full.json": json.dumps({"exact_match": 50.0, "f1": 60.0}),
              "metrics/heldout/lora.json": json.dumps({"exact_match": 40.0, "f1": 55.0}),
@@ -184,3 +188,15 @@ def test_an_archived_run_whose_files_differ_from_its_dvc_lock_is_one_error(tmp_p
     (tmp_path / "data/split/heldout.jsonl").write_text(questions.replace("q1", "q9"))
     with pytest.raises(UserError, match=r"data/split/heldout.jsonl is not the data/split/heldout.jsonl its dvc.lock"):
         archived_per_question(str(run_), "heldout")
+
+
+def test_archived_runs_in_auto_precision_group_by_the_precision_each_machine_used(tmp_path):
+    """`auto` is bf16 on a CPU with native bf16 and fp32 elsewhere: copies from both are two groups."""
+    questions = json.dumps({"id": "q1", "answers": {"text": ["Paris"], "answer_start": [0]}}) + "\n"
+    for precision in ("bf16", "fp32"):
+        write_archived_run(tmp_path / precision, questions, {"full": {"q1": "Paris"}, "lora": {"q1": "Lyon"}}, precision)
+    runs = archived_runs([tmp_path / "bf16", tmp_path / "fp32"])
+    assert [run_["params"]["train.precision"] for run_ in runs] == ["auto (bf16)", "auto (fp32)"]
+    table = summary_table(runs)
+    assert list(table["train.precision"]) == ["auto (bf16)"] * 2 + ["auto (fp32)"] * 2
+    assert list(table["runs"]) == [1, 1, 1, 1]
