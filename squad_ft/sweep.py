@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from squad_ft.errors import UserError
+from squad_ft.errors import UserError, first_line
 from squad_ft.metric import question_scores
 from squad_ft.params import load_params
 from squad_ft.report import verdict
@@ -144,81 +145,110 @@ def per_question(rev: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
         raise UserError(f"experiment {rev[:7]}: cannot read its {eval_set} predictions from DVC's cache: {err}") from err
 
 
-ARCHIVED = ("params.yaml", "dvc.lock", "metrics", "data/predictions")  # what `--archive` reads back
+ARCHIVED = ("params.yaml", "dvc.lock", "metrics", "data/predictions")  # what `--copy-to` copies
+# the metrics files `--archive` reads back: each model's training costs and evaluations
+ARCHIVED_METRICS = (*(TRAINING.format(mode=mode) for mode in MODES),
+                    *(EVALUATION.format(set=eval_set, mode=mode) for mode in MODES for eval_set in EVAL_SETS))
 
 
 def copy_experiment(rev: str, destination: Path) -> None:
     """Experiment `rev`'s params.yaml, dvc.lock, metrics/ and data/predictions/, from git and DVC's
-    cache, into `destination`, laid out as in the workspace: a copy that git can keep, for `--archive`."""
+    cache, into `destination`, laid out as in the workspace: a copy that git can keep, for `--archive`.
+    An older copy at `destination` is replaced; a failed copy leaves nothing."""
     from dvc.api import DVCFileSystem
+    from dvc.exceptions import DvcException
 
-    fs = DVCFileSystem(".", rev=rev)
+    partial = destination.with_name(f"{destination.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
     try:
-        paths = [path for top in ARCHIVED for path in (fs.find(top) if fs.isdir(top) else [top])]
-        for path in paths:
+        fs = DVCFileSystem(".", rev=rev)
+        for path in (path for top in ARCHIVED for path in (fs.find(top) if fs.isdir(top) else [top])):
             if Path(path).name == ".gitignore":  # DVC's, which would hide the predictions from git
                 continue
-            target = destination / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(fs.read_bytes(path))
-    except OSError as err:
-        raise UserError(f"experiment {rev[:7]}: cannot copy it to {destination}: {err}") from err
+            (partial / path).parent.mkdir(parents=True, exist_ok=True)
+            (partial / path).write_bytes(fs.read_bytes(path))
+    except (OSError, DvcException) as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise UserError(f"experiment {rev[:7]}: cannot copy it to {destination}: {first_line(err)}") from err
+    # byte for byte as dvc.lock hashed them, even where git would convert line endings (core.autocrlf)
+    (partial / ".gitattributes").write_text("* -text\n")
+    shutil.rmtree(destination, ignore_errors=True)
+    partial.rename(destination)
 
 
-def _locked_hashes(directory: Path) -> dict[str, str]:
-    """{path: md5} of every dependency and output in `directory`'s dvc.lock."""
+def _lookup(params: dict, key: str):
+    """The value of dotted `key` ("train.seed") in nested `params`."""
+    for part in key.split("."):
+        params = params[part]
+    return params
+
+
+def _locked(directory: Path) -> tuple[dict, dict[str, str]]:
+    """`directory`'s params.yaml, once checked against the values its dvc.lock recorded, and {path: md5}
+    of every dependency and output in that dvc.lock."""
     try:
         stages = yaml.safe_load((directory / "dvc.lock").read_text())["stages"].values()
-        return {entry["path"]: entry["md5"] for stage in stages
-                for entry in stage.get("deps", []) + stage.get("outs", []) if "md5" in entry}
+        hashes = {entry["path"]: entry["md5"] for stage in stages
+                  for entry in stage.get("deps", []) + stage.get("outs", []) if "md5" in entry}
+        recorded = {key: value for stage in stages for key, value in stage.get("params", {}).get("params.yaml", {}).items()}
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"{directory}: cannot read its dvc.lock: {err!r}") from err
+        raise UserError(f"{directory}: cannot read its dvc.lock: {first_line(err)}") from err
+    try:
+        params = yaml.safe_load((directory / "params.yaml").read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"{directory}: cannot read its params.yaml: {first_line(err)}") from err
+    for key, value in recorded.items():
+        try:
+            matches = _lookup(params, key) == value
+        except (KeyError, TypeError):
+            matches = False
+        if not matches:
+            raise UserError(f"{directory}: its params.yaml is not the one its dvc.lock recorded ({key} differs)")
+    return params, hashes
 
 
-def _read_locked(path: Path, name: str, hashes: dict[str, str], run: Path) -> str:
-    """The text of `path`, which dvc.yaml calls `name`, if its md5 is the one `run`'s dvc.lock recorded."""
+def _read_locked(directory: Path, name: str, hashes: dict[str, str], path: Path | None = None) -> str:
+    """The text of the file that dvc.yaml calls `name` (at `directory / name` unless `path` says
+    elsewhere), if its md5 is the one `directory`'s dvc.lock recorded."""
+    path = path or directory / name
+    if name not in hashes:
+        raise UserError(f"{directory}: its dvc.lock records no {name}")
     try:
         content = path.read_bytes()
     except OSError as err:
-        raise UserError(f"{run}: cannot read {path}: {err}") from err
-    if name not in hashes:
-        raise UserError(f"{run}: its dvc.lock records no {name}")
+        raise UserError(f"{directory}: cannot read {path}: {first_line(err)}") from err
     if hashlib.md5(content).hexdigest() != hashes[name]:
-        raise UserError(f"{run}: {path} is not the {name} its dvc.lock recorded (md5 differs)")
+        raise UserError(f"{directory}: {path} is not the {name} its dvc.lock recorded (md5 differs)")
     return content.decode()
 
 
 def archived_runs(directories: list[Path]) -> list[dict]:
     """Finished experiments copied out of DVC, one per directory (its params.yaml, dvc.lock, metrics/
-    and data/predictions/, laid out as in the workspace), as `finished_experiments` gives them."""
+    and data/predictions/, laid out as in the workspace), as `finished_experiments` gives them; each
+    run's "rev" is its directory, which `archived_per_question` takes."""
     runs = []
     for directory in directories:
-        hashes = _locked_hashes(directory)
-        names = {TRAINING.format(mode=mode) for mode in MODES} | {
-            EVALUATION.format(set=eval_set, mode=mode) for mode in MODES for eval_set in EVAL_SETS}
-        metrics = {name: json.loads(_read_locked(directory / name, name, hashes, directory))
-                   for name in names if (directory / name).exists()}
-        try:
-            params = _flatten(yaml.safe_load((directory / "params.yaml").read_text()))
-        except (OSError, yaml.YAMLError, AttributeError) as err:
-            raise UserError(f"{directory}: cannot read its params.yaml: {err!r}") from err
+        params, hashes = _locked(directory)
+        metrics = {name: json.loads(_read_locked(directory, name, hashes)) for name in ARCHIVED_METRICS if name in hashes}
+        params = _flatten(params)
         if params.get(PRECISION) == "auto":
-            # auto is bf16 on some machines and fp32 on others: copies from several machines group by what each used
-            used = {json.loads(_read_locked(directory / name, name, hashes, directory))["precision"]
+            # auto differs between machines (bf16 on some, fp32 or fp16 on others): copies from several
+            # machines group by what each used
+            used = {json.loads(_read_locked(directory, name, hashes)).get("precision", "unknown")
                     for name in (details_path(Path(TRAINING.format(mode=mode))).as_posix() for mode in MODES)}
             params[PRECISION] = f"auto ({', '.join(sorted(used))})"
         runs.append({"name": directory.name, "rev": str(directory), "params": params, "scores": _evaluations(metrics)})
     return runs
 
 
-def archived_per_question(run: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
-    """{mode: {score: per-question values}} of archived run `run` on `eval_set`: its predictions, and this
-    workspace's questions, which must be the ones the run was evaluated on (the md5 in its dvc.lock)."""
-    directory, questions = Path(run), QUESTIONS.format(set=eval_set)
-    hashes = _locked_hashes(directory)
-    return _scored(_read_locked(Path(questions), questions, hashes, directory),
-                   {mode: _read_locked(directory / name, name, hashes, directory)
-                    for mode, name in ((mode, PREDICTIONS.format(set=eval_set, mode=mode)) for mode in MODES)})
+def archived_per_question(directory: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
+    """{mode: {score: per-question values}} of the run archived in `directory` on `eval_set`: its
+    predictions, and this workspace's questions, which must be the ones the run was scored on (the
+    md5 in its dvc.lock)."""
+    directory, questions = Path(directory), QUESTIONS.format(set=eval_set)
+    _, hashes = _locked(directory)
+    return _scored(_read_locked(directory, questions, hashes, path=Path(questions)),
+                   {mode: _read_locked(directory, PREDICTIONS.format(set=eval_set, mode=mode), hashes) for mode in MODES})
 
 
 def _order(value) -> tuple:
@@ -368,7 +398,10 @@ def main() -> None:
     else:
         runs, read = finished_experiments(json.loads(args.json_file.read_text()) if args.json_file else _exp_show()), per_question
         for run in runs if args.copy_to else []:
-            copy_experiment(run["rev"], args.copy_to / run["name"])
+            try:
+                copy_experiment(run["rev"], args.copy_to / run["name"])
+            except UserError as err:  # one experiment's outputs garbage-collected, say: copy the others
+                print(f"not copied: {err}", file=sys.stderr)
     table = summary_table(runs)
     print(f"{len(runs)} finished experiments; mean ± sample standard deviation over seeds\n")
     print(table.to_markdown(index=False, disable_numparse=True))

@@ -151,6 +151,7 @@ def write_archived_run(directory, questions: str, predictions: dict[str, dict[st
     md5["data/split/heldout.jsonl"] = hashlib.md5(questions.encode()).hexdigest()
     (directory / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {
         "evaluate": {"deps": [{"path": "data/split/heldout.jsonl", "md5": md5["data/split/heldout.jsonl"]}],
+                     "params": {"params.yaml": {"train": train, "lora.r": 4}},
                      "outs": [{"path": name, "md5": digest} for name, digest in md5.items() if name != "params.yaml"]}}}))
 
 
@@ -190,6 +191,24 @@ def test_an_archived_run_whose_files_differ_from_its_dvc_lock_is_one_error(tmp_p
         archived_per_question(str(run_), "heldout")
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda run_: (run_ / "metrics/heldout/lora.json").write_text(json.dumps({"exact_match": 99.0, "f1": 99.0})),
+     r"metrics/heldout/lora.json is not the metrics/heldout/lora.json its dvc.lock recorded \(md5 differs\)"),
+    (lambda run_: (run_ / "metrics/heldout/full.json").unlink(), r"cannot read .*metrics/heldout/full.json"),
+    (lambda run_: (run_ / "params.yaml").write_text(yaml.safe_dump({"train": {"seed": 4}, "lora": {"r": 4}})),
+     r"its params.yaml is not the one its dvc.lock recorded \(train differs\)"),
+    (lambda run_: (run_ / "dvc.lock").write_text("schema: '2.0'\n"), r"cannot read its dvc.lock: 'stages'"),
+])
+def test_an_archived_run_with_an_edited_or_missing_file_is_one_error(tmp_path, edit, message):
+    """What the summary groups and averages by must be what DVC recorded: no stale or edited copy."""
+    questions = json.dumps({"id": "q1", "answers": {"text": ["Paris"], "answer_start": [0]}}) + "\n"
+    write_archived_run(tmp_path / "seed-3", questions, {"full": {"q1": "Paris"}, "lora": {"q1": "Lyon"}})
+    assert archived_runs([tmp_path / "seed-3"])[0]["params"] == {"train.seed": 3, "lora.r": 4}  # as written, it reads
+    edit(tmp_path / "seed-3")
+    with pytest.raises(UserError, match=message):
+        archived_runs([tmp_path / "seed-3"])
+
+
 def test_archived_runs_in_auto_precision_group_by_the_precision_each_machine_used(tmp_path):
     """`auto` is bf16 on a CPU with native bf16 and fp32 elsewhere: copies from both are two groups."""
     questions = json.dumps({"id": "q1", "answers": {"text": ["Paris"], "answer_start": [0]}}) + "\n"
@@ -200,3 +219,5 @@ def test_archived_runs_in_auto_precision_group_by_the_precision_each_machine_use
     table = summary_table(runs)
     assert list(table["train.precision"]) == ["auto (bf16)"] * 2 + ["auto (fp32)"] * 2
     assert list(table["runs"]) == [1, 1, 1, 1]
+    write_archived_run(tmp_path / "fixed", questions, {"full": {"q1": "Paris"}, "lora": {"q1": "Lyon"}})
+    assert "train.precision" not in archived_runs([tmp_path / "fixed"])[0]["params"]  # no auto: nothing added
