@@ -273,6 +273,11 @@ def test_heldout_change_reruns_only_the_heldout_evaluations(repo):
     assert len(json.loads((repo / "data/predictions/heldout/full.json").read_text())) == 12
 
 
+def table_cells(row: str) -> tuple[str, ...]:
+    """The cells of one Markdown table row, stripped."""
+    return tuple(cell.strip() for cell in row.strip("|").split("|"))
+
+
 def test_queued_seeds_are_summarised(repo):
     repo, _ = repo
     run(repo, "dvc", "exp", "run", "--queue", "-S", "train.seed=1")  # beside the held-out test's run, seed 42
@@ -291,7 +296,7 @@ def test_queued_seeds_are_summarised(repo):
             full_by_seed[params["train"]["seed"]] = data["metrics"]["metrics/heldout/full.json"]["data"]
     assert {42, 1} <= set(by_seed)
     row = next(line for line in table.splitlines() if re.match(r"\| 12 +\| lora +\| heldout ", line))
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    cells = list(table_cells(row))
     assert cells[3:5] == [str(len(by_seed)), ", ".join(map(str, sorted(by_seed)))]
     for column, score in ((5, "exact_match"), (6, "f1")):
         scores = [metrics[score] for metrics in by_seed.values()]
@@ -303,7 +308,7 @@ def test_queued_seeds_are_summarised(repo):
     # the pooled verdict, from the experiments' own predictions: per seed LoRA's F1 minus full
     # fine-tuning's on the same 12 questions, and their mean
     row = next(line for line in table.splitlines() if re.match(r"\| 12 +\| heldout +\| F1 ", line))
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    cells = list(table_cells(row))
     seeds = sorted(by_seed)
     assert cells[3] == ", ".join(map(str, seeds))
     differences = [by_seed[seed]["f1"] - full_by_seed[seed]["f1"] for seed in seeds]
@@ -318,8 +323,7 @@ def test_queued_seeds_are_summarised(repo):
 
 def table_rows(output: str) -> set[tuple[str, ...]]:
     """The cells of every row of the Markdown tables in `output` (column widths aside)."""
-    return {tuple(cell.strip() for cell in line.strip("|").split("|"))
-            for line in output.splitlines() if line.startswith("|") and not line.startswith("|--")}
+    return {table_cells(line) for line in output.splitlines() if line.startswith("|") and not line.startswith("|--")}
 
 
 def test_experiments_copied_out_of_dvc_summarise_as_before(repo, tmp_path):
