@@ -68,13 +68,15 @@ class _LoraLinearFunction(torch.autograd.Function):
 
 
 def _times_gelu(left: torch.Tensor, gelu_input: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`left @ gelu(gelu_input)` in `dtype`, recomputing the GELU a block of rows at a time: no
-    output-sized tensor is written to memory and read back. The GELU runs in its input's dtype, as
-    in the forward pass, so the recomputed output is the one the forward pass used."""
-    product = left.new_zeros(left.shape[0], gelu_input.shape[1])
+    """`left @ gelu(gelu_input)`, each block's product in `dtype`, recomputing the GELU a block of rows
+    at a time: no output-sized tensor is written to memory and read back. The GELU runs in its input's
+    dtype, as in the forward pass, so the recomputed output is the one the forward pass used. The blocks
+    are summed in at least fp32: a bf16 sum would round once per block, where one matrix product
+    (peft's) rounds once in all."""
+    product = left.new_zeros(left.shape[0], gelu_input.shape[1], dtype=torch.promote_types(dtype, torch.float32))
     for start in range(0, gelu_input.shape[0], GELU_BLOCK_ROWS):
         block = slice(start, start + GELU_BLOCK_ROWS)
-        product.addmm_(left[:, block], torch.nn.functional.gelu(gelu_input[block]).to(dtype))
+        product += left[:, block] @ torch.nn.functional.gelu(gelu_input[block]).to(dtype)
     return product
 
 

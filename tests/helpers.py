@@ -169,6 +169,6 @@ def tiny_bert(**config):
     from transformers import BertConfig, BertForQuestionAnswering
 
     torch.manual_seed(0)
-    return BertForQuestionAnswering(BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64, **config))
+    return BertForQuestionAnswering(BertConfig(**{
+        "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 64, "max_position_embeddings": 64, **config}))
