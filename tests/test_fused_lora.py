@@ -24,10 +24,15 @@ def fused_and_peft(build, dropout=0.0):
     plain = get_peft_model(copy.deepcopy(base), LoraConfig(
         task_type=TaskType.QUESTION_ANS, r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear",
         exclude_modules=[QA_HEAD]))
+    return with_random_adapters(fused, plain, scale=0.5)
+
+
+def with_random_adapters(fused, plain, scale):
+    """`fused` and `plain` with the same random trained weights added to `fused`'s."""
     with torch.no_grad():
         for parameter in fused.parameters():
             if parameter.requires_grad:
-                parameter.add_(0.5 * torch.randn_like(parameter))
+                parameter.add_(scale * torch.randn_like(parameter))
     plain.load_state_dict(fused.state_dict())
     return fused, plain
 
@@ -148,8 +153,8 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 @pytest.mark.parametrize("build", [tiny_distilbert, tiny_bert])
 def test_under_bf16_autocast_the_fused_path_gives_peft_loss_and_fp32_gradients(build, fused_calls):
     """Mixed precision as the Trainer runs it on a CPU (torch.autocast, bf16): every adapted layer takes the
-    fused path, the loss is within twice peft's bf16 error of full precision, and the adapter weights' gradients stay
-    fp32 like peft's. (How close the gradients are is tested per layer, below: in a tiny random model
+    fused path, the loss is within twice peft's bf16 error of full precision, and the adapter weights'
+    gradients stay fp32 like peft's. (How close the gradients are is tested per layer, below: in a tiny random model
     bf16 rounding grows through the layers until peft's own bf16 gradients of some weights are 50-100%
     off full precision, so a whole-model comparison compares noise.)"""
     fused, plain = fused_and_peft(build)
@@ -176,14 +181,10 @@ def test_under_bf16_autocast_a_fused_layer_is_as_accurate_as_peft(fed_by_gelu, f
     in_features = 1536 if fed_by_gelu else 384
     model = tiny_bert(hidden_size=384, intermediate_size=1536, num_hidden_layers=1, num_attention_heads=6)
     name = "bert.encoder.layer.0." + ("output.dense" if fed_by_gelu else "attention.self.query")
-    fused, plain = (add_lora(copy.deepcopy(model), r=8, alpha=16, dropout=0.0, target_modules="all-linear", fused=fused)
-                    for fused in (True, False))
+    fused, plain = (add_lora(copy.deepcopy(model), r=8, alpha=16, dropout=0.0, target_modules="all-linear", fused=fuse)
+                    for fuse in (True, False))
     torch.manual_seed(0)
-    with torch.no_grad():
-        for parameter in fused.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.05 * torch.randn_like(parameter))
-    plain.load_state_dict(fused.state_dict())
+    fused, plain = with_random_adapters(fused, plain, scale=0.05)
     x, grad_out = torch.randn(2048, in_features), torch.randn(2048, 384)
     if fed_by_gelu:  # a bf16 linear's output in training; float64 computes from the same values
         x = x.bfloat16()
