@@ -180,16 +180,6 @@ def summarise(results: dict) -> dict:
     return {key: value for key, value in summary.items() if measured(value)}
 
 
-def cpu_model() -> str:
-    """The CPU's model name (lscpu's), recorded beside every timing."""
-    try:
-        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    return next((line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith("Model name")),
-                "unknown CPU")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="Hub id or local model directory")

@@ -7,7 +7,8 @@ from squad_ft.hub import looks_local
 from squad_ft.inputs import describe
 from squad_ft.stats import interval_of
 
-TITLES = {"full": "full fine-tuning", "lora": "LoRA adapter", "lora-merged": "LoRA, merged into the base model"}
+TITLES = {"full": "full fine-tuning", "lora": "LoRA adapter", "lora-merged": "LoRA, merged into the base model",
+          "head": "frozen encoder, QA head trained alone"}
 
 
 def _hub_id(name: str) -> str | None:
@@ -33,17 +34,17 @@ def _results(name: str, params: dict, evaluations: dict[str, dict]) -> list[dict
 def model_card(variant: str, params: dict, evaluations: dict[str, dict]) -> str:
     """README.md for a model folder: metadata, how it was trained, its scores, how to use and publish it.
 
-    `variant` is full, lora or lora-merged; `evaluations` maps an evaluation set to its record
+    `variant` is full, lora, lora-merged or head; `evaluations` maps an evaluation set to its record
     merged with the model's training record (`squad_ft.stage.read_record`).
     """
-    mode = "lora" if variant.startswith("lora") else "full"
+    mode = "lora" if variant.startswith("lora") else variant
     base = str(params["model"]["name"])
     training = {**params["train"], **params[mode]}
     first = next(iter(evaluations.values()))
     metadata = {
         "library_name": "peft" if variant == "lora" else "transformers",
         "pipeline_tag": "question-answering",
-        "tags": ["question-answering", "squad", "squad-ft"] + (["lora"] if mode == "lora" else []),
+        "tags": ["question-answering", "squad", "squad-ft"] + {"lora": ["lora"], "head": ["linear-probe"]}.get(mode, []),
         "metrics": ["exact_match", "f1"],
         "model-index": _results(f"squad-ft-{variant}", params, evaluations),
     }
@@ -56,11 +57,12 @@ def model_card(variant: str, params: dict, evaluations: dict[str, dict]) -> str:
         f"{m['f1']:.1f} {interval_of(m, 'f1')} |" for eval_set, m in evaluations.items()
     )
     settings = "\n".join(f"| {key} | {value} |" for key, value in training.items())
-    peft_note = (
-        "\nThis folder holds the adapter only; loading it needs `peft` and the base model it records "
-        f"(`{base}`). `models/lora-merged` is the same model merged into a plain `transformers` folder.\n"
-        if variant == "lora" else ""
-    )
+    peft_note = {
+        "lora": "\nThis folder holds the adapter only; loading it needs `peft` and the base model it records "
+                f"(`{base}`). `models/lora-merged` is the same model merged into a plain `transformers` folder.\n",
+        "head": f"\nThe encoder's weights are `{base}`'s, unchanged: only the span-prediction head was trained (a "
+                "linear probe, the reference experiment's \"LoRA\" configuration).\n",
+    }.get(variant, "")
     return f"""---
 {yaml.safe_dump(metadata, sort_keys=False).strip()}
 ---

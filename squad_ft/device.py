@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import re
 import sys
 from pathlib import Path
@@ -41,6 +42,17 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_has_native_bf16() -> bool:
     return bool(cpu_flags() & set(NATIVE_BF16_FLAGS))
+
+
+@functools.cache
+def cpu_model() -> str:
+    """This CPU's model name, as lscpu prints it (/proc/cpuinfo's "model name"), recorded beside every
+    timing: timings compare only on one CPU model."""
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        match = None
+    return match.group(1).strip() if match else platform.processor() or "unknown CPU"
 
 
 @functools.cache

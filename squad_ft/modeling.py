@@ -120,15 +120,35 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
     return model
 
 
+def freeze_encoder(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with only its QA head trainable.
+
+    With no parameter of the encoder requiring a gradient, autograd records nothing of the encoder's
+    forward pass: the backward pass reaches the head alone and keeps only the head's input (the last
+    hidden states), not the encoder's activations."""
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(f"{QA_HEAD}."))
+    if not count_parameters(model)[0]:
+        raise UserError(f"this {model.config.model_type} model has no QA head named {QA_HEAD!r} to train alone")
+    return model
+
+
+def for_mode(model: torch.nn.Module, mode: str, lora: dict) -> torch.nn.Module:
+    """`model` (an encoder with its QA head) made ready for training `mode`: as it is for "full",
+    wrapped with adapters of params.yaml's `lora` section for "lora", its encoder frozen for "head"."""
+    if mode == "lora":
+        return add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"], lora["fused"])
+    if mode == "head":
+        return freeze_encoder(model)
+    return model
+
+
 def build_model(
     name: str, mode: str, attention_dropout: float | None, lora: dict, revision: str | None = None
 ) -> torch.nn.Module:
-    """What a training run of `mode` ("full" or "lora") starts from: the pre-trained encoder with a
-    new QA head (`load_pretrained`), wrapped with adapters of params.yaml's `lora` section for LoRA."""
-    model = load_pretrained(name, attention_dropout, revision)
-    if mode == "lora":
-        model = add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"], lora["fused"])
-    return model
+    """What a training run of `mode` (full, lora or head) starts from: the pre-trained encoder with a
+    new QA head (`load_pretrained`), made ready for `mode` (`for_mode`)."""
+    return for_mode(load_pretrained(name, attention_dropout, revision), mode, lora)
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

@@ -66,6 +66,7 @@ SCHEMA = {
     "full": {"epochs": POSITIVE, "learning_rate": POSITIVE},
     "lora": {"epochs": POSITIVE, "learning_rate": POSITIVE, "r": POSITIVE_INTEGER, "alpha": POSITIVE,
              "dropout": PROBABILITY, "target_modules": NAMES, "fused": FLAG},
+    "head": {"epochs": POSITIVE, "learning_rate": POSITIVE},
     "evaluate": {"batch_size": POSITIVE_INTEGER, "n_best": POSITIVE_INTEGER, "max_answer_length": POSITIVE_INTEGER},
     "bootstrap": {"resamples": _at_least(100), "seed": SEED, "confidence": FRACTION},
 }

@@ -17,9 +17,12 @@ from pathlib import Path
 
 from squad_ft.errors import UserError
 
-MODES = ("full", "lora")
+# full fine-tuning; LoRA; the QA head alone on a frozen encoder (the reference experiment's "LoRA" row)
+MODES = ("full", "lora", "head")
+BASELINE = "full"  # what every other mode is compared against, question by question
+COMPARED = tuple(mode for mode in MODES if mode != BASELINE)
 EVAL_SETS = ("test", "heldout")
-VARIANTS = ("full", "lora", "lora-merged")  # the published model folders
+VARIANTS = ("full", "lora", "lora-merged", "head")  # the published model folders
 
 
 def stage_arguments(
@@ -32,7 +35,8 @@ def stage_arguments(
     """
     parser = argparse.ArgumentParser(description=description)
     if mode:
-        parser.add_argument("--mode", required=True, choices=MODES, help="which model: full fine-tuning or LoRA")
+        parser.add_argument("--mode", required=True, choices=MODES,
+                            help="which model: full fine-tuning, LoRA, or the QA head alone")
     if eval_set:
         parser.add_argument("--eval-set", required=True, choices=EVAL_SETS, help="which evaluation set")
     if variant:

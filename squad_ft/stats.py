@@ -1,13 +1,15 @@
-"""Bootstrap confidence intervals over questions, for one model and for a paired difference.
+"""Confidence intervals: over questions for one run (a percentile bootstrap), over seeds and questions
+for several runs pooled (Student's t).
 
-Percentile bootstrap: resample the questions with replacement `resamples` times, take the
-score of each resample, and report the central `confidence` range of those scores. The
-paired version resamples the same questions for both models, so that the difference is
-measured question by question and the noise they share cancels.
+One run: resample the questions with replacement `resamples` times, take the score of each resample,
+and report the central `confidence` range of those scores. The paired version resamples the same
+questions for both models, so that the difference is measured question by question and the noise they
+share cancels. Several seeds: `seeds_and_questions_interval`.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import norm as normal, t as student_t
 
 from squad_ft.errors import UserError
 
@@ -61,40 +63,55 @@ def interval_of(metrics: dict, key: str) -> list[float]:
     return [metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"]]
 
 
-def seeds_and_questions_means(per_seed: list[np.ndarray], settings: dict) -> np.ndarray:
-    """Two-level bootstrap of a mean over seeds, all scored on the same questions: each resample draws
-    as many seeds as there are, with replacement, and the questions, with replacement, the same
-    draw for every seed (they answered the same questions: a seed does not bring new ones); its
-    value is the mean of the drawn seeds' scores on the drawn questions. The seed's variance and
-    the questions' both widen the spread, as both move a score."""
+def _seeds_by_questions(per_seed: list) -> np.ndarray:
     values = np.asarray(per_seed, dtype=float)  # seeds x questions
     if values.ndim != 2:
         raise UserError("every seed must be scored on the same questions")
-    rng = np.random.default_rng(settings["seed"])
+    return values
+
+
+def seeds_and_questions_interval(per_seed: list, settings: dict) -> list[float]:
+    """[low, high] interval, in percent, of the expected mean of per-question `values` (one row per seed, all
+    on the same questions) over both training seeds and questions, for two seeds or more.
+
+    The mean over S seeds and N questions of y[s, q] = mu + a[s] + b[q] + e[s, q] errs by the seeds drawn
+    (a), the questions drawn (b, the same for every seed) and their interaction (e). Two parts, each with its
+    own critical value: the seeds' part, var(seed means) / S (a and e), has S - 1 degrees of freedom, so
+    Student's t with S - 1; the questions' part net of the interaction, var(question means) / N minus the
+    residual mean square / (S N), has N - 1, so the normal. The half-width is the root of their scaled sum:
+    t's interval where the seeds' spread dominates, the normal's where the questions' does, and on the safe
+    side between (tests/test_stats.py measures its coverage). A percentile bootstrap over S seeds cannot
+    do this: resampling with replacement recovers (S - 1) / S of the seeds' variance and has few distinct
+    draws (10 at S = 3), so at few seeds its interval is far too narrow.
+    """
+    values = _seeds_by_questions(per_seed)
     seeds, questions = values.shape
-    means = []
-    for start in range(0, settings["resamples"], CHUNK):
-        count = min(CHUNK, settings["resamples"] - start)
-        drawn_seeds, drawn_questions = rng.integers(0, seeds, (count, seeds)), rng.integers(0, questions, (count, questions))
-        total = np.zeros(count)
-        for position in range(seeds):
-            total += np.take_along_axis(values[drawn_seeds[:, position]], drawn_questions, axis=1).mean(axis=1)
-        means.append(total / seeds)
-    return np.concatenate(means)
+    if seeds < 2:
+        raise UserError("an interval over seeds needs two seeds or more")
+    seed_means, question_means = values.mean(axis=1), values.mean(axis=0)
+    seeds_part = seed_means.var(ddof=1) / seeds
+    questions_part = 0.0
+    if questions > 1:
+        residuals = values - seed_means[:, None] - question_means[None, :] + values.mean()
+        interaction = (residuals ** 2).sum() / ((seeds - 1) * (questions - 1)) / (seeds * questions)
+        questions_part = max(question_means.var(ddof=1) / questions - interaction, 0.0)
+    tail = (1 + settings["confidence"]) / 2
+    half = np.sqrt(student_t.ppf(tail, seeds - 1) ** 2 * seeds_part + normal.ppf(tail) ** 2 * questions_part)
+    return [round(100 * float(values.mean() - half), 2), round(100 * float(values.mean() + half), 2)]
 
 
 def pooled_over_seeds(per_seed: list[np.ndarray], settings: dict) -> dict:
-    """The mean over seeds of per-question `values` (0-1; one array per seed), in percent, with its
-    interval from `seeds_and_questions_means`."""
-    mean = np.mean([np.mean(values) for values in per_seed])
-    return {"mean": round(100 * float(mean), 2),
-            "interval": _percentiles(seeds_and_questions_means(per_seed, settings), settings)}
+    """The mean over seeds of per-question `values` (0-1; one array per seed), in percent, with its interval
+    (`seeds_and_questions_interval`); with one seed, the questions' bootstrap interval alone (`seeds`: 1 says so)."""
+    values = _seeds_by_questions(per_seed)
+    interval_ = seeds_and_questions_interval(values, settings) if len(values) > 1 else interval(values[0], settings)
+    return {"mean": round(100 * float(values.mean()), 2), "interval": interval_, "seeds": len(values)}
 
 
 def pooled_difference(per_seed_first: list, per_seed_second: list, settings: dict) -> dict:
     """`second` minus `first`, pooled over seeds: per seed paired on the same questions (each seed's
-    `paired_difference`), pooled as the mean over seeds, with a two-level bootstrap interval
-    (seeds, then questions within each; `seeds_and_questions_means`)."""
+    `paired_difference`), pooled as the mean over seeds, with its interval over seeds and questions
+    (`pooled_over_seeds` of the per-question differences)."""
     differences = []
     for first, second in zip(per_seed_first, per_seed_second, strict=True):
         first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
@@ -102,6 +119,6 @@ def pooled_difference(per_seed_first: list, per_seed_second: list, settings: dic
             raise UserError("a paired comparison needs the same questions for both models")
         differences.append(second - first)
     pooled = pooled_over_seeds(differences, settings)
-    return {"difference": pooled["mean"], "interval": pooled["interval"],
+    return {"difference": pooled["mean"], "interval": pooled["interval"], "seeds": pooled["seeds"],
             "per_seed": [paired_difference(first, second, settings)
                          for first, second in zip(per_seed_first, per_seed_second)]}

@@ -19,11 +19,12 @@ Experiments are grouped by the parameters that differ between them, other than `
 each group gets the mean and sample standard deviation of exact match and F1 for every model
 and evaluation set it was scored on.
 
-Then, per group and evaluation set, LoRA against full fine-tuning pooled over the seeds, from
-each experiment's predictions: each model's mean over seeds, LoRA minus full fine-tuning per
-seed (paired on the same questions) and pooled, each with an interval from a bootstrap that
-resamples the seeds and, within each, the questions (bootstrap settings from params.yaml),
-and one verdict per score.
+Then, per group and evaluation set, LoRA and head against full fine-tuning pooled over the seeds,
+from each experiment's predictions: each model's mean over seeds, its difference from full
+fine-tuning per seed (paired on the same questions) and pooled, each with an interval over seeds
+and questions (Student's t for the seeds' part: `squad_ft.stats.seeds_and_questions_interval`), and
+one verdict per score. The runs of a group must share one question set; a seed's models may come
+from several runs (a mode run later), but no model of one seed twice.
 """
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ import yaml
 from squad_ft.errors import UserError, first_line
 from squad_ft.metric import question_scores
 from squad_ft.params import load_params
-from squad_ft.report import verdict
-from squad_ft.stage import EVAL_SETS, MODES, details_path, run_stage
+from squad_ft.report import MODEL_LABELS, verdict
+from squad_ft.stage import BASELINE, COMPARED, EVAL_SETS, MODES, details_path, run_stage
 from squad_ft.stats import pooled_difference, pooled_over_seeds
 
 SEED = "train.seed"
@@ -99,7 +100,8 @@ def _params_and_varying(runs: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     """The runs' params as a table, and the keys that differ between runs other than the seed: the
     keys that name a group."""
     params = pd.DataFrame([run["params"] for run in runs])
-    return params, [key for key in params.columns if key != SEED and params[key].nunique(dropna=False) > 1]
+    # a key that some runs lack (a section added to params.yaml later, such as a new mode's) does not set runs apart
+    return params, [key for key in params.columns if key != SEED and params[key].nunique() > 1]
 
 
 def summary_table(runs: list[dict]) -> pd.DataFrame:
@@ -127,20 +129,22 @@ def _interval(result: dict) -> str:
     return f"[{low:.1f}, {high:.1f}]"
 
 
-def _scored(questions: str, predictions: dict[str, str]) -> dict[str, dict[str, list[float]]]:
-    """{mode: {score: per-question values}} from a questions file's text and each model's predictions file's text."""
+def _scored(questions: str, predictions: dict[str, str]) -> dict:
+    """{"questions": the question ids in order, "scores": {mode: {score: per-question values}}} from a questions
+    file's text and each model's predictions file's text."""
     references = {example["id"]: example["answers"]["text"] for example in map(json.loads, questions.splitlines())}
-    return {mode: question_scores(json.loads(answers), references) for mode, answers in predictions.items()}
+    return {"questions": tuple(references),
+            "scores": {mode: question_scores(json.loads(answers), references) for mode, answers in predictions.items()}}
 
 
-def per_question(rev: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
-    """{mode: {score: per-question values}} of experiment `rev` on `eval_set`, from DVC's cache."""
+def per_question(rev: str, eval_set: str, modes: list[str]) -> dict:
+    """`_scored` of experiment `rev`'s `modes` on `eval_set`, from DVC's cache."""
     from dvc.api import DVCFileSystem
 
     fs = DVCFileSystem(".", rev=rev)
     try:
         return _scored(fs.read_text(QUESTIONS.format(set=eval_set)),
-                       {mode: fs.read_text(PREDICTIONS.format(set=eval_set, mode=mode)) for mode in MODES})
+                       {mode: fs.read_text(PREDICTIONS.format(set=eval_set, mode=mode)) for mode in modes})
     except (OSError, ValueError) as err:
         raise UserError(f"experiment {rev[:7]}: cannot read its {eval_set} predictions from DVC's cache: {err}") from err
 
@@ -235,20 +239,20 @@ def archived_runs(directories: list[Path]) -> list[dict]:
             # auto differs between machines (bf16 on some, fp32 or fp16 on others): copies from several
             # machines group by what each used
             used = {json.loads(_read_locked(directory, name, hashes)).get("precision", "unknown")
-                    for name in (details_path(Path(TRAINING.format(mode=mode))).as_posix() for mode in MODES)}
+                    for name in (details_path(Path(TRAINING.format(mode=mode))).as_posix() for mode in MODES)
+                    if name in hashes}  # a run of some modes only
             params[PRECISION] = f"auto ({', '.join(sorted(used))})"
         runs.append({"name": directory.name, "rev": str(directory), "params": params, "scores": _evaluations(metrics)})
     return runs
 
 
-def archived_per_question(directory: str, eval_set: str) -> dict[str, dict[str, list[float]]]:
-    """{mode: {score: per-question values}} of the run archived in `directory` on `eval_set`: its
-    predictions, and this workspace's questions, which must be the ones the run was scored on (the
-    md5 in its dvc.lock)."""
+def archived_per_question(directory: str, eval_set: str, modes: list[str]) -> dict:
+    """`_scored` of the run archived in `directory`, its `modes` on `eval_set`: its predictions, and this
+    workspace's questions, which must be the ones the run was scored on (the md5 in its dvc.lock)."""
     directory, questions = Path(directory), QUESTIONS.format(set=eval_set)
     _, hashes = _locked(directory)
     return _scored(_read_locked(directory, questions, hashes, path=Path(questions)),
-                   {mode: _read_locked(directory, PREDICTIONS.format(set=eval_set, mode=mode), hashes) for mode in MODES})
+                   {mode: _read_locked(directory, PREDICTIONS.format(set=eval_set, mode=mode), hashes) for mode in modes})
 
 
 def _order(value) -> tuple:
@@ -257,48 +261,80 @@ def _order(value) -> tuple:
     return (0, value, "") if number else (1, 0, str(value))
 
 
+def _modes(run: dict, eval_set: str) -> list[str]:
+    return [scores["mode"] for scores in run["scores"] if scores["eval_set"] == eval_set]
+
+
 def _readable(runs: list[dict], eval_set: str, read) -> list[tuple[dict, dict]]:
-    """(run, its per-question scores) for each run whose predictions can be read; the others are named
-    on stderr and left out (an experiment whose outputs were garbage-collected, say)."""
+    """(run, its `_scored` per-question scores) for each run whose predictions can be read; the others are
+    named on stderr and left out (an experiment whose outputs were garbage-collected, say)."""
     readable = []
     for run in runs:
         try:
-            readable.append((run, read(run["rev"], eval_set)))
+            readable.append((run, read(run["rev"], eval_set, _modes(run, eval_set))))
         except UserError as err:
             print(f"left out: {err}", file=sys.stderr)
     return readable
 
 
-def pooled_table(runs: list[dict], settings: dict, read=per_question) -> pd.DataFrame:
-    """Per group of parameters, evaluation set and score: each model's mean over seeds, LoRA minus full
-    fine-tuning per seed and pooled, with intervals over seeds and questions, and the verdict.
+def _by_seed(readable: list[tuple[dict, dict]], eval_set: str) -> dict:
+    """{seed: {mode: per-question scores}} of one group's runs, after checking that they may be pooled: every
+    run scored on the same questions (ids and order), and no model of one seed in two runs. A seed's models
+    may come from several runs (a mode run later, on the same data). A violation is one UserError naming
+    the runs."""
+    first_run, first = readable[0]
+    by_seed: dict = {}
+    owners: dict = {}
+    for run, scored in readable:
+        if scored["questions"] != first["questions"]:
+            raise UserError(f"{run['name']} and {first_run['name']} were scored on different {eval_set} questions: "
+                            "runs pooled over seeds must share one question set")
+        for mode, scores in scored["scores"].items():
+            key = (run["seed"], mode)
+            if key in owners:
+                raise UserError(f"{owners[key]} and {run['name']} both hold {mode} of {SEED} {run['seed']}: a seed "
+                                "counts once (set train.seed apart, or set the runs apart by a parameter)")
+            owners[key] = run["name"]
+            by_seed.setdefault(run["seed"], {})[mode] = scores
+    return dict(sorted(by_seed.items(), key=lambda item: _order(item[0])))
 
-    `read(rev, eval_set)` gives an experiment's per-question scores ({mode: {score: values}})."""
+
+def pooled_table(runs: list[dict], settings: dict, read=per_question) -> pd.DataFrame:
+    """Per group of parameters, evaluation set, score and model compared with full fine-tuning (LoRA, head):
+    each model's mean over seeds, its difference from full fine-tuning per seed and pooled, with intervals
+    over seeds and questions (`squad_ft.stats`), and the verdict; with one seed, the questions' interval only,
+    and the verdict says so.
+
+    `read(rev, eval_set, modes)` gives an experiment's `_scored` per-question scores."""
     params, varying = _params_and_varying(runs)
     groups: dict[tuple, list[dict]] = {}
     for run, (_, values) in zip(runs, params.iterrows()):
         groups.setdefault(tuple(values[key] for key in varying), []).append({**run, "seed": values.get(SEED)})
     rows = []
     for group, members in sorted(groups.items(), key=lambda item: [_order(value) for value in item[0]]):
-        members = sorted(members, key=lambda run: run["seed"])
         for eval_set in sorted({scores["eval_set"] for run in members for scores in run["scores"]}, reverse=True):
             readable = _readable(members, eval_set, read)
             if not readable:
                 continue
-            scored = [scores for _, scores in readable]
-            for score, label in SCORES.items():
-                full, lora = ([seed[mode][score] for seed in scored] for mode in ("full", "lora"))
-                difference = pooled_difference(full, lora, settings)
-                means = {mode: pooled_over_seeds(values, settings) for mode, values in (("full", full), ("lora", lora))}
-                rows.append({
-                    **dict(zip(varying, group)), "evaluation set": eval_set, "score": label,
-                    "seeds": ", ".join(str(run["seed"]) for run, _ in readable),
-                    "full fine-tuning": f"{means['full']['mean']:.1f} {_interval(means['full'])}",
-                    "LoRA": f"{means['lora']['mean']:.1f} {_interval(means['lora'])}",
-                    "LoRA - full, per seed": ", ".join(f"{seed['difference']:+.1f}" for seed in difference["per_seed"]),
-                    "LoRA - full, pooled": f"{difference['difference']:+.1f} {_interval(difference)}",
-                    "verdict": verdict(difference["interval"]),
-                })
+            by_seed = _by_seed(readable, eval_set)
+            for mode in COMPARED:
+                seeds = [seed for seed, models in by_seed.items() if BASELINE in models and mode in models]
+                if not seeds:
+                    continue
+                for score, label in SCORES.items():
+                    baseline, compared = ([by_seed[seed][name][score] for seed in seeds] for name in (BASELINE, mode))
+                    difference = pooled_difference(baseline, compared, settings)
+                    means = [pooled_over_seeds(values, settings) for values in (compared, baseline)]
+                    one_seed = "one seed: question-level interval only; " if len(seeds) == 1 else ""
+                    rows.append({
+                        **dict(zip(varying, group)), "evaluation set": eval_set, "score": label,
+                        "seeds": ", ".join(map(str, seeds)), "model": MODEL_LABELS[mode],
+                        "its mean": f"{means[0]['mean']:.1f} {_interval(means[0])}",
+                        "full fine-tuning": f"{means[1]['mean']:.1f} {_interval(means[1])}",
+                        "minus full, per seed": ", ".join(f"{seed['difference']:+.1f}" for seed in difference["per_seed"]),
+                        "minus full, pooled": f"{difference['difference']:+.1f} {_interval(difference)}",
+                        "verdict": one_seed + verdict(difference["interval"], mode),
+                    })
     return pd.DataFrame(rows)
 
 
@@ -319,7 +355,7 @@ def rank_curve(runs: list[dict], settings: dict, read=per_question, eval_set: st
         raise UserError(f"a rank curve needs experiments that differ only in {RANK} (and what is set with it) and "
                         f"{SEED}; these also differ in {', '.join(other)} at one rank")
     readable = _readable(runs, eval_set, read)
-    runs, scored = [run for run, _ in readable], {run["rev"]: scores for run, scores in readable}
+    runs, scored = [run for run, _ in readable], {run["rev"]: scored["scores"] for run, scored in readable}
     if not runs:
         raise UserError(f"no experiment's {eval_set} predictions could be read")
     params = pd.DataFrame([run["params"] for run in runs])
@@ -406,8 +442,8 @@ def main() -> None:
     print(f"{len(runs)} finished experiments; mean ± sample standard deviation over seeds\n")
     print(table.to_markdown(index=False, disable_numparse=True))
     settings = load_params()["bootstrap"]
-    print(f"\nLoRA against full fine-tuning, pooled over seeds: means and differences with "
-          f"{settings['confidence']:.0%} intervals from a bootstrap over seeds, then questions\n")
+    print(f"\nLoRA and head against full fine-tuning, pooled over seeds: means and differences with "
+          f"{settings['confidence']:.0%} intervals over seeds (Student's t) and questions\n")
     print(pooled_table(runs, settings, read).to_markdown(index=False, disable_numparse=True))
     if args.plot:
         curve, full = rank_curve(runs, settings, read)

@@ -1,4 +1,4 @@
-"""One training code path (transformers Trainer) for full fine-tuning and LoRA alike."""
+"""One training code path (transformers Trainer) for full fine-tuning, LoRA and the head alone."""
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +15,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dvclive import Live
-from squad_ft.device import device_and_precision, is_main_process, trainer_arguments, world_size
+from squad_ft.device import cpu_model, device_and_precision, is_main_process, trainer_arguments, world_size
 from squad_ft.errors import UserError
 from squad_ft.memory import peak_memory_mb, start_memory_peak
 from squad_ft.modeling import count_parameters
@@ -220,5 +220,6 @@ def train(
         "train_features": len(features),
         "world_size": world_size(),
         "device": device,
+        "cpu": cpu_model(),
         "precision": precision,
     }

@@ -1,4 +1,4 @@
-"""Stage compare@{test,heldout}: LoRA minus full fine-tuning, question by question (paired bootstrap)."""
+"""Stage compare@{lora,head}-{test,heldout}: a model minus full fine-tuning, question by question (paired bootstrap)."""
 import json
 
 from squad_ft.data import load_jsonl
@@ -9,17 +9,17 @@ from squad_ft.stats import paired_difference
 
 
 def main() -> None:
-    paths = stage_arguments(__doc__, "examples", "full", "lora", "out", eval_set=True)
+    paths = stage_arguments(__doc__, "examples", "full", "compared", "out", mode=True, eval_set=True)
     settings = load_params()["bootstrap"]
     examples = load_jsonl(paths.examples)
     references = {example["id"]: example["answers"]["text"] for example in examples}
-    full, lora = (question_scores(json.loads(path.read_text()), references) for path in (paths.full, paths.lora))
+    full, compared = (question_scores(json.loads(path.read_text()), references) for path in (paths.full, paths.compared))
     comparison = {}
     for name in ("exact_match", "f1"):
-        difference = paired_difference(full[name], lora[name], settings)
+        difference = paired_difference(full[name], compared[name], settings)
         comparison[f"{name}_difference"] = difference["difference"]
         comparison[f"{name}_difference_ci_low"], comparison[f"{name}_difference_ci_high"] = difference["interval"]
-    details = {"eval_set": paths.eval_set, "questions": len(references)}
+    details = {"mode": paths.mode, "eval_set": paths.eval_set, "questions": len(references)}
     write_record(paths.out, comparison, details)
     print(json.dumps({**comparison, **details}, indent=2))
 

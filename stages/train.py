@@ -1,7 +1,8 @@
-"""Stage train@full / train@lora: `python -m stages.train --mode {full,lora} ...`.
+"""Stage train@full / train@lora / train@head: `python -m stages.train --mode {full,lora,head} ...`.
 
-Both modes share one code path; they differ only in how the model is wrapped (LoRA adds
-adapters) and in their own section of params.yaml, merged over the shared `train` section.
+Every mode shares one code path; they differ only in how the model is made ready (LoRA adds
+adapters, head freezes the encoder) and in their own section of params.yaml, merged over the
+shared `train` section.
 With train.nproc > 1 the stage runs itself under torchrun (DDP: gloo on CPU, NCCL on GPU).
 """
 from pathlib import Path

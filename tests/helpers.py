@@ -16,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_SQUAD = ROOT.parent / "shared" / "data" / "squad" / "train-v1.1-first50-articles.json"
 SAMPLE_SQUAD = ROOT / "data" / "sample" / "squad-v1.1-train-first10-articles.json"  # shipped: always there
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "squad_ft")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "squad_ft", "benchmarks/results")  # what dvc.yaml reads
 
 CITIES = ["paris", "rome", "berlin", "madrid", "lisbon", "vienna", "prague", "warsaw", "oslo", "dublin"]
 COUNTRIES = ["france", "italy", "germany", "spain", "portugal", "austria", "czechia", "poland", "norway", "ireland"]
@@ -68,6 +68,7 @@ def write_project(directory: Path, **overrides: dict) -> Path:
     """Copy the pipeline into `directory` with params.yaml sections updated by `overrides`."""
     for name in PROJECT_FILES:
         source = ROOT / name
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             subprocess.run(["cp", "-r", str(source), str(directory / name)], check=True)
         else:
@@ -134,6 +135,7 @@ def tiny_params(source: Path, model_dir: Path, n_examples: int = 40, heldout: Pa
         "train": {"batch_size": 8, "logging_steps": 2, "precision": "fp32"},  # tolerances are fp32's, on any CPU
         "full": {"epochs": 2, "learning_rate": 1e-3},
         "lora": {"epochs": 2, "learning_rate": 1e-2, "r": 4, "alpha": 8},
+        "head": {"epochs": 2, "learning_rate": 1e-2},
         "evaluate": {"batch_size": 16},
     }
 

@@ -21,10 +21,11 @@ from squad_ft.device import device_and_precision
 from squad_ft.stage import read_record
 from squad_ft.training import COSTS
 
-EVALUATIONS = {f"evaluate@{mode}-{eval_set}" for mode in ("full", "lora") for eval_set in ("test", "heldout")}
-PACKAGES = {"package@full", "package@lora", "package@lora-merged"}
-COMPARISONS = {"compare@test", "compare@heldout"}
-ALL_STAGES = {"inputs", "subset", "split", "heldout", "tokenize", "train@full", "train@lora", *EVALUATIONS,
+MODES = ("full", "lora", "head")
+EVALUATIONS = {f"evaluate@{mode}-{eval_set}" for mode in MODES for eval_set in ("test", "heldout")}
+PACKAGES = {"package@full", "package@lora", "package@lora-merged", "package@head"}
+COMPARISONS = {f"compare@{mode}-{eval_set}" for mode in ("lora", "head") for eval_set in ("test", "heldout")}
+ALL_STAGES = {"inputs", "subset", "split", "heldout", "tokenize", "train@full", "train@lora", "train@head", *EVALUATIONS,
               *COMPARISONS, "report", *PACKAGES}
 ENV = {
     **os.environ,
@@ -82,7 +83,7 @@ def test_the_test_split_and_heldout_set_hold_the_right_questions(repo):
     assert (data["candidates"], data["dropped_seen_article"], data["heldout_examples"]) == (70, 40, 30)
 
 
-@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("eval_set", ["test", "heldout"])
 def test_each_evaluation_scores_its_own_questions_with_intervals(repo, mode, eval_set):
     repo, _ = repo
@@ -104,41 +105,50 @@ def test_declared_metrics_hold_numbers_to_compare_and_the_details_the_rest(repo)
     shown = json.loads(run(repo, "dvc", "metrics", "show", "--json"))
     declared = {path: file["data"] for path, file in next(iter(shown.values()))["data"].items()}
     scores = {f"{score}{end}" for score in ("exact_match", "f1") for end in ("", "_ci_low", "_ci_high")}
-    expected = {**{f"metrics/train/{mode}.json": set(COSTS) for mode in ("full", "lora")},
-                **{f"metrics/{eval_set}/{mode}.json": scores for eval_set in ("test", "heldout") for mode in ("full", "lora")},
-                **{f"metrics/{eval_set}/lora_vs_full.json": {key.replace("_ci", "_difference_ci") if "_ci" in key
-                                                            else f"{key}_difference" for key in scores}
-                   for eval_set in ("test", "heldout")}}
+    expected = {**{f"metrics/train/{mode}.json": set(COSTS) for mode in MODES},
+                **{f"metrics/{eval_set}/{mode}.json": scores for eval_set in ("test", "heldout") for mode in MODES},
+                **{f"metrics/{eval_set}/{mode}_vs_full.json": {key.replace("_ci", "_difference_ci") if "_ci" in key
+                                                              else f"{key}_difference" for key in scores}
+                   for eval_set in ("test", "heldout") for mode in ("lora", "head")}}
     assert {path: set(values) for path, values in declared.items()} == expected
     assert all(isinstance(value, (int, float)) for values in declared.values() for value in values.values())
     for path in declared:  # each as its stage wrote it, its details beside it
         assert read_json(repo / path) == declared[path]
-    for mode in ("full", "lora"):
+    for mode in MODES:
         details = read_json(repo / f"metrics/train/{mode}.details.json")
         assert (details["mode"], details["device"]) == (mode, device_and_precision("fp32")[0])
         assert set(details["inputs"]) == {"data", "model"}
         assert read_json(repo / f"metrics/test/{mode}.details.json")["eval_precision"] == "fp32"
-    assert read_json(repo / "metrics/test/lora_vs_full.details.json") == {"eval_set": "test", "questions": 8}
+    assert read_json(repo / "metrics/test/lora_vs_full.details.json") == {"mode": "lora", "eval_set": "test", "questions": 8}
 
 
+@pytest.mark.parametrize("mode", ["lora", "head"])
 @pytest.mark.parametrize("eval_set, questions", [("test", 8), ("heldout", 30)])
-def test_each_comparison_pairs_lora_and_full_on_the_same_questions(repo, eval_set, questions):
+def test_each_comparison_pairs_a_model_and_full_on_the_same_questions(repo, mode, eval_set, questions):
     repo, _ = repo
-    comparison = read_record(repo / f"metrics/{eval_set}/lora_vs_full.json")
-    full, lora = (read_json(repo / f"metrics/{eval_set}/{mode}.json") for mode in ("full", "lora"))
-    assert comparison["questions"] == questions
+    comparison = read_record(repo / f"metrics/{eval_set}/{mode}_vs_full.json")
+    full, compared = (read_json(repo / f"metrics/{eval_set}/{name}.json") for name in ("full", mode))
+    assert (comparison["mode"], comparison["questions"]) == (mode, questions)
     for score in ("exact_match", "f1"):  # the mean of per-question differences is the difference of means
-        assert comparison[f"{score}_difference"] == pytest.approx(lora[score] - full[score], abs=0.0151)  # each rounded to 2 decimals
+        assert comparison[f"{score}_difference"] == pytest.approx(compared[score] - full[score], abs=0.0151)  # each rounded to 2 decimals
         low, high = comparison[f"{score}_difference_ci_low"], comparison[f"{score}_difference_ci_high"]
         assert low <= comparison[f"{score}_difference"] <= high
 
 
-def test_lora_trains_its_adapters_and_the_head_full_fine_tuning_everything(repo):
+def test_lora_trains_its_adapters_and_the_head_full_fine_tuning_everything_head_the_head_alone(repo):
     repo, _ = repo
-    full, lora = (read_json(repo / f"metrics/train/{mode}.json") for mode in ("full", "lora"))
+    full, lora, head = (read_json(repo / f"metrics/train/{mode}.json") for mode in MODES)
     assert full["trainable_params"] == full["total_params"]
     assert 66 < lora["trainable_params"] < full["trainable_params"]  # adapters + head (2 x 32 + 2), not the head alone
     assert lora["total_params"] == full["total_params"] + lora["trainable_params"]  # + adapters + peft's head copy
+    assert (head["trainable_params"], head["total_params"]) == (32 * 2 + 2, full["total_params"])  # the QA head alone
+    # the encoder unchanged: every weight but the head's is the pre-trained model's
+    trained = safetensors.torch.load_file(repo / "data/trained/head/model.safetensors")
+    model = Path(yaml.safe_load((repo / "params.yaml").read_text())["model"]["name"])
+    pretrained = safetensors.torch.load_file(model / "model.safetensors")
+    # (the pre-trained folder is a bare DistilBertModel: its names lack the QA model's "distilbert." prefix)
+    encoder = {name.removeprefix("distilbert."): tensor for name, tensor in trained.items() if not name.startswith("qa_outputs.")}
+    assert encoder.keys() == pretrained.keys() and all((tensor == pretrained[name]).all() for name, tensor in encoder.items())
 
 
 def test_the_report_has_every_row_and_the_loss_plot(repo):
@@ -147,8 +157,12 @@ def test_the_report_has_every_row_and_the_loss_plot(repo):
     for row in ("| Trained params ", "| Test: F1 ", "| Held-out: exact match ", "| Held-out: questions "):
         assert row in report, row
     assert "Held-out F1, LoRA - full fine-tuning on the same 30 questions" in report
-    trained = [read_json(repo / f"metrics/train/{mode}.json")["trainable_params"] for mode in ("full", "lora")]
-    assert re.search(rf"\| Trained params +\| {trained[0]:,} +\| {trained[1]:,} +\|", report)  # the training's record
+    trained = [read_json(repo / f"metrics/train/{mode}.json")["trainable_params"] for mode in MODES]
+    assert re.search(rf"\| Trained params +\| {trained[0]:,} +\| {trained[1]:,} +\| {trained[2]:,} +\|", report)  # the training's record
+    # the reference experiment's rows: its published figures beside this run's, full, LoRA and head
+    assert re.search(rf"\| Trained params +\| 66,364,418 +\| {trained[0]:,} +\| {trained[1]:,} +\| 1,538 +\| {trained[2]:,} +\|",
+                     report)
+    assert "Held-out F1, head - full fine-tuning on the same 30 questions" in report
     assert (repo / "metrics/loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -157,10 +171,10 @@ def test_outputs_have_one_home_and_shared_weights_are_stored_once(repo):
     def names(folder: Path) -> list[str]:
         return sorted(path.name for path in folder.iterdir() if path.name != ".gitignore")  # DVC's
 
-    assert names(repo / "models") == ["full", "lora", "lora-merged"]
+    assert names(repo / "models") == ["full", "head", "lora", "lora-merged"]
     assert names(repo / "metrics") == ["heldout", "loss.png", "report.md", "test", "train"]
-    records = {"train": ["full", "lora"], "test": ["full", "lora", "lora_vs_full"],
-               "heldout": ["full", "lora", "lora_vs_full"]}
+    records = {"train": ["full", "head", "lora"], "test": ["full", "head", "head_vs_full", "lora", "lora_vs_full"],
+               "heldout": ["full", "head", "head_vs_full", "lora", "lora_vs_full"]}
     for folder, names_of_records in records.items():  # every metrics file with its details
         assert names(repo / "metrics" / folder) == sorted(
             [f"{name}{suffix}" for name in names_of_records for suffix in (".json", ".details.json")]
@@ -246,7 +260,7 @@ def test_second_repro_does_nothing_and_lora_change_reruns_only_lora(repo):
 
     output = run(repo, "dvc", "exp", "run", "-S", "lora.r=8")
     # the comparisons re-run only if LoRA's predictions changed (DVC compares their hashes)
-    assert stages_run(output) - {"compare@test", "compare@heldout"} == {
+    assert stages_run(output) - COMPARISONS == {
         "inputs", "train@lora", "evaluate@lora-test", "evaluate@lora-heldout", "report", "package@lora", "package@lora-merged"}
 
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
@@ -267,8 +281,8 @@ def test_heldout_change_reruns_only_the_heldout_evaluations(repo):
     repo, _ = repo
     output = run(repo, "dvc", "exp", "run", "-S", "heldout.n_examples=12")
     # never training or the test-split evaluations; the model cards show the held-out scores
-    assert stages_run(output) == {"inputs", "heldout", "evaluate@full-heldout", "evaluate@lora-heldout", "compare@heldout",
-                                  "report", *PACKAGES}
+    assert stages_run(output) == {"inputs", "heldout", *(f"evaluate@{mode}-heldout" for mode in MODES),
+                                  "compare@lora-heldout", "compare@head-heldout", "report", *PACKAGES}
     assert json.loads((repo / "metrics/heldout/data.details.json").read_text())["heldout_examples"] == 12
     assert len(json.loads((repo / "data/predictions/heldout/full.json").read_text())) == 12
 
@@ -307,18 +321,19 @@ def test_queued_seeds_are_summarised(repo):
 
     # the pooled verdict, from the experiments' own predictions: per seed LoRA's F1 minus full
     # fine-tuning's on the same 12 questions, and their mean
-    row = next(line for line in table.splitlines() if re.match(r"\| 12 +\| heldout +\| F1 ", line))
+    row = next(line for line in table.splitlines() if re.match(r"\| 12 +\| heldout +\| F1 +\|[^|]+\| LoRA ", line))
     cells = list(table_cells(row))
     seeds = sorted(by_seed)
     assert cells[3] == ", ".join(map(str, seeds))
     differences = [by_seed[seed]["f1"] - full_by_seed[seed]["f1"] for seed in seeds]
-    assert [float(value) for value in cells[6].split(", ")] == pytest.approx(differences, abs=0.11)
-    pooled, interval = cells[7].split(" ", 1)
+    assert [float(value) for value in cells[7].split(", ")] == pytest.approx(differences, abs=0.11)
+    pooled, interval = cells[8].split(" ", 1)
     assert float(pooled) == pytest.approx(sum(differences) / len(differences), abs=0.11)
     low, high = (float(end) for end in interval.strip("[]").split(", "))
     assert low <= float(pooled) <= high
-    assert cells[8] == ("within noise (the interval includes 0)" if low <= 0 <= high else
+    assert cells[9] == ("within noise (the interval includes 0)" if low <= 0 <= high else
                         f"{'LoRA' if low > 0 else 'full fine-tuning'} better (the interval excludes 0)")
+    assert re.search(r"\| 12 +\| heldout +\| F1 +\|[^|]+\| Head only ", table)  # the head, compared the same way
 
 
 def table_rows(output: str) -> set[tuple[str, ...]]:
@@ -335,7 +350,7 @@ def test_experiments_copied_out_of_dvc_summarise_as_before(repo, tmp_path):
     assert len(copies) == len(json.loads(run(repo, "dvc", "exp", "show", "--json"))[1]["experiments"]) >= 3
     assert not list((tmp_path / "runs").rglob(".gitignore"))  # DVC's would hide the predictions from git
     for copy in copies:
-        assert {path.name for path in (copy / "data/predictions/heldout").iterdir()} == {"full.json", "lora.json"}
+        assert {path.name for path in (copy / "data/predictions/heldout").iterdir()} == {"full.json", "lora.json", "head.json"}
     result = subprocess.run([sys.executable, "-m", "squad_ft.sweep", "--archive", *map(str, copies)],
                             cwd=repo, env=ENV, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -359,8 +374,8 @@ def test_an_edited_heldout_file_reruns_only_the_heldout_stages(repo):
     heldout = Path(yaml.safe_load((repo / "params.yaml").read_text())["heldout"]["source"])
     edit_question(heldout, 45)  # an unseen-article question, among the first 12 held out
     output = run(repo, "dvc", "repro")
-    assert stages_run(output) == {"inputs", "heldout", "evaluate@full-heldout", "evaluate@lora-heldout",
-                                  "compare@heldout", "report", *PACKAGES}
+    assert stages_run(output) == {"inputs", "heldout", *(f"evaluate@{mode}-heldout" for mode in MODES),
+                                  "compare@lora-heldout", "compare@head-heldout", "report", *PACKAGES}
     questions = [json.loads(line)["question"] for line in (repo / "data/split/heldout.jsonl").read_text().splitlines()]
     assert "Which city is the capital" in " ".join(questions)
     fingerprint = json.loads((repo / "data/inputs/heldout.json").read_text())
@@ -391,8 +406,8 @@ def test_replaced_model_weights_invalidate_tokenize_and_training(repo):
     safetensors.torch.save_file({name: tensor * 0.5 for name, tensor in tensors.items()}, weights)
     run(repo, "dvc", "repro", "inputs")
     status = json.loads(run(repo, "dvc", "status", "--json"))
-    assert set(status) == {"inputs", "tokenize", "train@full", "train@lora"}  # inputs: always
-    for stage in (status[name] for name in ("tokenize", "train@full", "train@lora")):
+    assert set(status) == {"inputs", "tokenize", "train@full", "train@lora", "train@head"}  # inputs: always
+    for stage in (status[name] for name in ("tokenize", "train@full", "train@lora", "train@head")):
         assert {"changed deps": {"data/inputs/model.json": "modified"}} in stage
     fingerprint = json.loads((repo / "data/inputs/model.json").read_text())
     assert fingerprint["source"] == str(model) and fingerprint["files"] == len(list(model.iterdir()))

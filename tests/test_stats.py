@@ -66,11 +66,13 @@ def seeds_of(rng, n_seeds: int, questions: int, p_full: float, shifts: list[floa
 
 
 def test_a_true_difference_pooled_over_seeds_is_found():
-    full, lora = seeds_of(np.random.default_rng(0), 3, 1000, 0.5, [0.05, 0.06, 0.04])  # LoRA +5 points
+    # LoRA +10 points (at +5 these three seeds score +4.7, +6.9 and +2.9: t with 2 degrees of freedom
+    # rightly keeps 0 inside)
+    full, lora = seeds_of(np.random.default_rng(0), 3, 1000, 0.5, [0.10, 0.11, 0.09])
     pooled = pooled_difference(full, lora, SETTINGS)
     low, high = pooled["interval"]
     assert 0 < low < pooled["difference"] < high
-    assert pooled["difference"] == pytest.approx(5.0, abs=1.0)
+    assert pooled["difference"] == pytest.approx(10.0, abs=1.5)
     assert [seed["difference"] for seed in pooled["per_seed"]] == [
         paired_difference(f, l, SETTINGS)["difference"] for f, l in zip(full, lora)]
 
@@ -114,3 +116,35 @@ def test_a_model_mean_over_seeds_has_an_interval():
     pooled = pooled_over_seeds(full, SETTINGS)
     assert pooled["mean"] == pytest.approx(100 * np.mean([scores.mean() for scores in full]), abs=0.01)
     assert pooled["interval"][0] < pooled["mean"] < pooled["interval"][1]
+
+
+def simulated_studies(rng, studies: int, seeds: int, questions: int, seed_sd: float, question_sd: float,
+                      noise_sd: float, effect: float = 0.05):
+    """`studies` tables of seeds x questions, y = effect + a[seed] + b[question] + e, each of its own
+    draw of seeds and questions: what a study pooling `seeds` runs on one question sample measures."""
+    a = rng.normal(0, seed_sd, (studies, seeds, 1))
+    b = rng.normal(0, question_sd, (studies, 1, questions))
+    return effect + a + b + rng.normal(0, noise_sd, (studies, seeds, questions))
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+@pytest.mark.parametrize("seed_sd, question_sd, noise_sd", [(0.03, 0.1, 0.1), (0.04, 0.2, 0.2), (0.05, 0.3, 0.4)])
+def test_the_pooled_interval_covers_the_true_effect_95_percent_of_the_time(seeds, seed_sd, question_sd, noise_sd):
+    """2,000 simulated studies with a known effect and known seed, question and interaction variances
+    (the seeds' spread dominating, both mattering, a large interaction): the 95% interval over seeds and
+    questions covers the effect in 92-98% of them at 3 and 5 seeds. The percentile bootstrap over seeds it
+    replaced covered 81% (3 seeds) and 87% (5) in the first case."""
+    rng = np.random.default_rng(seeds)
+    effect, studies = 0.05, 2000
+    tables = simulated_studies(rng, studies, seeds, 300, seed_sd, question_sd, noise_sd, effect)
+    covered = 0
+    for table in tables:
+        low, high = pooled_over_seeds(list(table), SETTINGS)["interval"]
+        covered += low <= 100 * effect <= high
+    assert 0.92 <= covered / studies <= 0.98, covered / studies
+
+
+def test_one_seed_is_said_to_be_one():
+    full, lora = seeds_of(np.random.default_rng(7), 1, 300, 0.5, [0.02])
+    assert pooled_difference(full, lora, SETTINGS)["seeds"] == 1
+    assert pooled_over_seeds(full * 1, SETTINGS)["seeds"] == 1
