@@ -1,7 +1,13 @@
-"""Benchmark: what full fine-tuning and LoRA cost, in the pipeline's own training and evaluation
-code, against the common baseline of padding every feature to 384 tokens.
+"""Benchmark: what full fine-tuning, LoRA and the head alone cost, in the pipeline's own training and
+evaluation code, against the common baseline of padding every feature to 384 tokens.
 
     python -m benchmarks.run --model PATH_OR_HUB_ID --squad PATH --json OUT.json
+    python -m benchmarks.run --model PATH --squad PATH --json OUT.json --architecture distilbert-base-uncased
+
+`--architecture NAME` trains that architecture (benchmarks/architectures/NAME/config.json, a copy of
+the Hub model's configuration) with random weights instead of `--model`'s, which then gives only the
+tokenizer: cost does not depend on the weights' values, so DistilBERT's costs are measured here
+although its weights cannot be loaded offline.
 
 Every variant runs in its own process (so that its peak memory is its own) on the same real
 SQuAD features: the first `--examples` questions of `--squad` for training (one epoch) and the
@@ -9,22 +15,26 @@ next `--eval-examples` for evaluation. Training goes through `squad_ft.training.
 Trainer run of the train stage, with params.yaml's settings; evaluation through
 `squad_ft.inference.predict_logits`, the evaluate stage's. Variants:
 
-- full, lora: the pipeline's settings (per-batch padding, length-grouped batches, params.yaml);
+- full, lora, head: the pipeline's settings (per-batch padding, length-grouped batches, params.yaml);
 - full-pad384, lora-pad384: what the common tutorials do: every feature padded to 384 tokens
   (model.max_length),
   shuffled batches, the model's own attention dropout, LoRA dropout 0.1;
 - full-checkpointing, lora-checkpointing: the pipeline's settings with train.gradient_checkpointing;
 - eval, eval-pad384: evaluation throughput, per-batch padding against padding to 384;
-- full-bf16, lora-bf16, eval-bf16: the pipeline's settings in bf16 mixed precision (train.precision
+- full-bf16, lora-bf16, head-bf16, eval-bf16: the pipeline's settings in bf16 mixed precision (train.precision
   bf16), only where the hardware computes bf16 natively (a CUDA GPU, or a CPU with AMX or AVX512-BF16;
   elsewhere it is emulated and the variants are skipped, saying so).
 
 Every other variant computes in fp32 (train.precision fp32), whatever train.precision says, so that
 the bf16 ratios compare the two on the same machine in one run.
 
-Step time is the median over the epoch's optimizer steps (the same batches for full and LoRA);
-memory is the train stage's `peak_memory_mb` (CUDA: peak allocated; CPU: peak resident memory
-during training). It prints a table and writes the figures and ratios to `--json`.
+Step time is the median over the epoch's optimizer steps (the same batches for every mode);
+`reference_epoch_s` extrapolates an epoch of `--reference-questions` (the reference protocol's 4,000)
+from the mean step after the first, at as many windows per question as measured; memory is the train
+stage's `peak_memory_mb` (CUDA: peak allocated; CPU: peak resident memory during training);
+`saved_for_backward_mb` is what one training forward pass on the longest batch keeps for the backward
+pass (`squad_ft.memory.saved_for_backward_mb`). It prints a table and writes the figures and ratios to
+`--json`.
 """
 from __future__ import annotations
 
@@ -43,10 +53,13 @@ import torch
 from transformers import TrainerCallback
 
 BASELINE_LORA_DROPOUT = 0.1
-TRAIN_VARIANTS = ("full", "lora", "full-pad384", "lora-pad384", "full-checkpointing", "lora-checkpointing",
-                  "full-bf16", "lora-bf16")
+TRAIN_VARIANTS = ("full", "lora", "head", "full-pad384", "lora-pad384", "full-checkpointing", "lora-checkpointing",
+                  "full-bf16", "lora-bf16", "head-bf16")
 EVAL_VARIANTS = ("eval", "eval-pad384", "eval-bf16")
-BF16_VARIANTS = ("full-bf16", "lora-bf16", "eval-bf16")
+BF16_VARIANTS = ("full-bf16", "lora-bf16", "head-bf16", "eval-bf16")
+MODES = ("full", "lora", "head")
+ARCHITECTURES = Path(__file__).parent / "architectures"  # NAME/config.json: a model's configuration
+ARCHITECTURE_VARIANTS = ("full", "lora", "head", "full-bf16", "lora-bf16", "head-bf16")  # --architecture's default
 
 
 def _features(args, params: dict, tokenizer, training: bool):
@@ -83,12 +96,29 @@ class StepTimer(TrainerCallback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def measure_training(variant: str, args) -> dict:
-    """One training variant, in this process: one epoch through the train stage's code."""
-    from transformers import set_seed
+def random_model(architecture: str, tokenizer, attention_dropout: float | None = None):
+    """An encoder with a QA head of `architecture` (ARCHITECTURES/NAME/config.json), random weights: what
+    training it costs does not depend on the weights' values. `tokenizer` must fit its vocabulary."""
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
 
-    from squad_ft.memory import use_huge_pages
-    from squad_ft.modeling import build_model, load_tokenizer
+    from squad_ft.modeling import with_attention_dropout
+
+    config = AutoConfig.from_pretrained(ARCHITECTURES / architecture)
+    if len(tokenizer) > config.vocab_size:
+        raise SystemExit(f"--architecture {architecture}: the tokenizer of --model has {len(tokenizer)} tokens, "
+                         f"more than its vocabulary of {config.vocab_size}")
+    return AutoModelForQuestionAnswering.from_config(with_attention_dropout(config, attention_dropout))
+
+
+def measure_training(variant: str, args) -> dict:
+    """One training variant, in this process: one epoch through the train stage's code, then what one
+    forward pass on the longest batch keeps for the backward pass."""
+    import math
+
+    from transformers import DataCollatorWithPadding, set_seed
+
+    from squad_ft.memory import saved_for_backward_mb, use_huge_pages
+    from squad_ft.modeling import build_model, for_mode, load_tokenizer
     from squad_ft.params import load_params
     from squad_ft.training import train
 
@@ -107,17 +137,34 @@ def measure_training(variant: str, args) -> dict:
     hyper["gradient_checkpointing"] = setting == "checkpointing"
     hyper["precision"] = "bf16" if setting == "bf16" else "fp32"
     set_seed(hyper["seed"])
-    model = build_model(args.model, mode, attention_dropout, lora)
+    if args.architecture:
+        model = for_mode(random_model(args.architecture, tokenizer, attention_dropout), mode, lora)
+    else:
+        model = build_model(args.model, mode, attention_dropout, lora)
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as scratch:
         summary = train(model, tokenizer, features, hyper, hyper["seed"], Path(scratch, "model"),
                         Path(scratch, "live"), Path(scratch, "checkpoints"), callbacks=(timer,))
     tokens = sum(map(len, features["input_ids"]))
+    longest = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))[:hyper["batch_size"]]
+    batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")([features[i] for i in longest])
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=hyper["precision"] == "bf16"):  # as the Trainer does
+        saved, attention = saved_for_backward_mb(model.train(), batch)
+    # an epoch of the reference protocol's training split, from these steps: as many windows per question as
+    # here, in batches of train.batch_size, each taking the mean of the measured steps after the first
+    windows = round(args.reference_questions * len(features) / args.examples)
+    steady = timer.times[1:] or timer.times
     return {
         "step_s": round(statistics.median(timer.times), 4),
+        "mean_step_s": round(statistics.fmean(steady), 4),
         "steps": len(timer.times),
         "features": len(features),
         "mean_tokens_per_feature": round(tokens / len(features), 1),
+        "reference_epoch_windows": windows,
+        "reference_epoch_s": round(statistics.fmean(steady) * math.ceil(windows / hyper["batch_size"]), 1),
+        "saved_for_backward_mb": round(saved, 1),
+        "saved_attention_matrices_mb": round(attention, 1),
+        "longest_batch": list(batch["input_ids"].shape),
         **{key: summary[key] for key in ("train_runtime_s", "train_features_per_s", "model_memory_mb",
                                          "peak_memory_mb", "trainable_params", "device")},
     }
@@ -135,7 +182,7 @@ def measure_evaluation(variant: str, args) -> dict:
     features = _features(args, params, tokenizer, training=False)
     if variant.endswith("pad384"):
         features = _pad(features, tokenizer, params["model"]["max_length"])
-    model = load_pretrained(args.model)
+    model = random_model(args.architecture, tokenizer) if args.architecture else load_pretrained(args.model)
     start = time.perf_counter()
     precision = "bf16" if variant == "eval-bf16" else "fp32"
     predict_logits(model, tokenizer, features, params["evaluate"]["batch_size"], precision)
@@ -163,7 +210,10 @@ def summarise(results: dict) -> dict:
     summary = {
         "lora_vs_full_step_time": ratio("step_s", "lora", "full"),
         "lora_vs_full_peak_memory": ratio("peak_memory_mb", "lora", "full"),
-        **{name: {mode: figure(mode) for mode in ("full", "lora")} for name, figure in by_mode.items()},
+        "head_vs_full_step_time": ratio("step_s", "head", "full"),
+        "head_vs_full_peak_memory": ratio("peak_memory_mb", "head", "full"),
+        "head_vs_lora_saved_for_backward": ratio("saved_for_backward_mb", "head", "lora"),
+        **{name: {mode: value for mode in MODES if (value := figure(mode)) is not None} for name, figure in by_mode.items()},
         "eval_speedup_vs_pad384": ratio("eval_features_per_s", "eval", "eval-pad384"),
         "gradient_checkpointing_vs_without": {
             mode: {"peak_memory": ratio("peak_memory_mb", f"{mode}-checkpointing", mode),
@@ -171,8 +221,10 @@ def summarise(results: dict) -> dict:
         "bf16_vs_fp32_eval_throughput": ratio("eval_features_per_s", "eval-bf16", "eval"),
         "lora_vs_full_step_time_bf16": ratio("step_s", "lora-bf16", "full-bf16"),
         "lora_vs_full_peak_memory_bf16": ratio("peak_memory_mb", "lora-bf16", "full-bf16"),
+        "head_vs_full_step_time_bf16": ratio("step_s", "head-bf16", "full-bf16"),
+        "head_vs_full_peak_memory_bf16": ratio("peak_memory_mb", "head-bf16", "full-bf16"),
     }
-    speedups = [value for value in summary["train_speedup_vs_pad384_by_mode"].values() if value is not None]
+    speedups = list(summary["train_speedup_vs_pad384_by_mode"].values())  # full and LoRA: head has no pad384 variant
     summary["train_speedup_vs_pad384"] = min(speedups) if len(speedups) == 2 else None
     # a ratio none of whose variants ran is left out, not written as null
     def measured(value):
@@ -188,9 +240,15 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=400, help="training questions (one epoch)")
     parser.add_argument("--eval-examples", type=int, default=400, help="evaluation questions")
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--architecture", choices=sorted(path.name for path in ARCHITECTURES.iterdir()),
+                        help="train this architecture (benchmarks/architectures/NAME/config.json) with random weights "
+                             "instead of --model's weights; --model gives the tokenizer. Default variants: "
+                             + " ".join(ARCHITECTURE_VARIANTS))
+    parser.add_argument("--reference-questions", type=int, default=4000,
+                        help="questions in the epoch that reference_epoch_s extrapolates to (the reference protocol's "
+                             "training split)")
     parser.add_argument("--variants", nargs="+", choices=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
-                        default=[*TRAIN_VARIANTS, *EVAL_VARIANTS],
-                        help="measure only these (each ratio needs its two variants)")
+                        help="measure only these (each ratio needs its two variants); default: all")
     parser.add_argument("--emulated-bf16", action="store_true",
                         help="run the bf16 variants on a CPU without native bf16 too (their memory is real, "
                              "their speed is not the hardware's)")
@@ -206,9 +264,9 @@ def main() -> None:
 
     import pandas as pd
 
-    from squad_ft.device import cpu_has_native_bf16
+    from squad_ft.device import cpu_has_native_bf16, cpu_model
 
-    variants = args.variants
+    variants = args.variants or (ARCHITECTURE_VARIANTS if args.architecture else (*TRAIN_VARIANTS, *EVAL_VARIANTS))
     skipped = {}
     if not (args.emulated_bf16 or torch.cuda.is_available() or cpu_has_native_bf16()):
         skipped = {variant: "this CPU has no native bf16 (AMX or AVX512-BF16): emulated bf16 is slower than fp32"
@@ -225,6 +283,10 @@ def main() -> None:
     report = {
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {cpu_model()}, {results[measured[0]]['device']}",
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "architecture": args.architecture,
+        "model": args.model if not args.architecture else f"{args.architecture} (random weights), tokenizer {args.model}",
         **summarise(results),
         "skipped": skipped,
         "variants": results,

@@ -58,14 +58,19 @@ def load_pretrained(name: str, attention_dropout: float | None = None, revision:
     At 0, PyTorch's fused attention kernel runs on CPU too: it never materialises the attention
     matrix, which the dropout needs.
     """
-    config = _load(AutoConfig, name, revision)
+    config = with_attention_dropout(_load(AutoConfig, name, revision), attention_dropout)
+    return _load(AutoModelForQuestionAnswering, name, revision, config=config)
+
+
+def with_attention_dropout(config, attention_dropout: float | None):
+    """`config` with its dropout on attention probabilities set to `attention_dropout` (None keeps it)."""
     if attention_dropout is not None:
         key = next((key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)), None)
         if key is None:
             raise UserError(f"train.attention_dropout: this {config.model_type} model has no attention dropout "
                             "setting; set train.attention_dropout to null")
         setattr(config, key, attention_dropout)
-    return _load(AutoModelForQuestionAnswering, name, revision, config=config)
+    return config
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[1]
 
 
 def test_benchmark_runs_every_variant_and_reports_their_ratios(project, tmp_path):
-    shutil.copytree(ROOT / "benchmarks", project / "benchmarks")
+    shutil.copytree(ROOT / "benchmarks", project / "benchmarks", dirs_exist_ok=True)
     out = tmp_path / "bench.json"
     params = yaml.safe_load((project / "params.yaml").read_text())
     result = subprocess.run(
@@ -27,9 +27,9 @@ def test_benchmark_runs_every_variant_and_reports_their_ratios(project, tmp_path
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     variants = report["variants"]
-    bf16 = {"full-bf16", "lora-bf16", "eval-bf16"}
+    bf16 = {"full-bf16", "lora-bf16", "head-bf16", "eval-bf16"}
     native = cpu_has_native_bf16() or torch.cuda.is_available()
-    assert set(variants) == {"full", "lora", "full-pad384", "lora-pad384", "full-checkpointing",
+    assert set(variants) == {"full", "lora", "head", "full-pad384", "lora-pad384", "full-checkpointing",
                              "lora-checkpointing", "eval", "eval-pad384", *(bf16 if native else ())}
     assert set(report["skipped"]) == (set() if native else bf16)  # emulated bf16 is not measured, and says so
     assert all(variants[name]["device"].endswith(", fp32)") for name in variants if name not in bf16)
@@ -37,6 +37,18 @@ def test_benchmark_runs_every_variant_and_reports_their_ratios(project, tmp_path
     training = {name: figures for name, figures in variants.items() if not name.startswith("eval")}
     assert {figures["steps"] for figures in training.values()} == {math.ceil(full["features"] / 8)}  # the same batches
     assert lora["trainable_params"] < full["trainable_params"]
+    head = variants["head"]
+    assert head["trainable_params"] == 32 * 2 + 2  # the QA head of the tiny DistilBERT
+    # a frozen encoder keeps nothing of its own for the backward pass: far less than LoRA, which backpropagates
+    # through every layer
+    assert 0 < head["saved_for_backward_mb"] < lora["saved_for_backward_mb"] / 4
+    assert report["head_vs_lora_saved_for_backward"] == pytest.approx(
+        head["saved_for_backward_mb"] / lora["saved_for_backward_mb"], abs=2e-3)
+    for figures in training.values():  # an epoch of 4,000 questions at the measured windows per question
+        assert figures["reference_epoch_windows"] == round(4000 * figures["features"] / 12)
+        assert figures["reference_epoch_s"] == pytest.approx(
+            figures["mean_step_s"] * math.ceil(figures["reference_epoch_windows"] / 8), abs=0.1)
+    assert report["cpu_cores"] > 0 and report["cpu_model"] in report["machine"] and report["architecture"] is None
     max_length = params["model"]["max_length"]
     assert variants["full-pad384"]["mean_tokens_per_feature"] == variants["lora-pad384"]["mean_tokens_per_feature"] == max_length
     assert full["mean_tokens_per_feature"] < max_length  # per-batch padding: the features' own lengths
@@ -65,3 +77,36 @@ def test_benchmark_runs_every_variant_and_reports_their_ratios(project, tmp_path
             variants["lora-bf16"]["step_s"] / variants["full-bf16"]["step_s"], abs=1e-3)
     else:
         assert "bf16_vs_fp32_train_throughput" not in report
+
+
+def test_the_distilbert_architecture_is_the_reference_experiments_model():
+    """The shipped configuration is transformers' DistilBertConfig defaults (meant to be
+    distilbert-base-uncased's); built with random weights it has the reference table's 66,364,418
+    parameters, its head mode trains the 1,538 of the QA head, LoRA its adapters and the head."""
+    from transformers import DistilBertConfig
+
+    from benchmarks.run import ARCHITECTURES, random_model
+    from squad_ft.modeling import for_mode, count_parameters
+    from squad_ft.params import load_params
+    from squad_ft.reference import PUBLISHED
+
+    shipped = json.loads((ARCHITECTURES / "distilbert-base-uncased" / "config.json").read_text())
+    defaults = DistilBertConfig().to_dict()
+    # not architecture: which head was saved, the writing version, and tie_weights_, an old key transformers 5 no
+    # longer reads (the masked-LM head's weight tying, which a QA model does not have)
+    ignored = ("architectures", "transformers_version", "tie_weights_")
+    architecture = {key: value for key, value in shipped.items() if key not in ignored}
+    assert {key: defaults[key] for key in architecture} == architecture
+
+    class Tokenizer:  # the stand-in's uncased WordPiece vocabulary has as many tokens
+        def __len__(self):
+            return 30522
+
+    lora = load_params(ROOT / "params.yaml")["lora"]
+    counts = {mode: count_parameters(for_mode(random_model("distilbert-base-uncased", Tokenizer()), mode, lora))
+              for mode in ("full", "head", "lora")}
+    assert counts["full"] == (PUBLISHED["full"]["trainable_params"],) * 2 == (66_364_418,) * 2
+    assert counts["head"] == (PUBLISHED["head"]["trainable_params"], 66_364_418) == (1_538, 66_364_418)
+    r, width, hidden, layers = lora["r"], 768, 3072, 6  # adapters on q, k, v, out (768 x 768), lin1 and lin2
+    adapters = layers * (4 * r * (width + width) + 2 * r * (width + hidden))
+    assert counts["lora"][0] == adapters + 1_538
