@@ -309,7 +309,7 @@ def pooled_table(runs: list[dict], settings: dict, read=per_question) -> pd.Data
     params, varying = _params_and_varying(runs)
     groups: dict[tuple, list[dict]] = {}
     for run, (_, values) in zip(runs, params.iterrows()):
-        groups.setdefault(tuple(values[key] for key in varying), []).append({**run, "seed": values.get(SEED)})
+        groups.setdefault(tuple(values[key] for key in varying), []).append({**run, "seed": run["params"].get(SEED)})
     rows = []
     for group, members in sorted(groups.items(), key=lambda item: [_order(value) for value in item[0]]):
         for eval_set in sorted({scores["eval_set"] for run in members for scores in run["scores"]}, reverse=True):

@@ -115,10 +115,11 @@ class ResumableTrainer(Trainer):
         torch.save(self.order.drawn_from if self.order else None, self._order_file(output_dir))
 
 
-def run_key(mode: str, params: dict, features_dir: Path, code_dirs: tuple[Path, ...]) -> str:
-    """A hash of everything that determines a training run: its params, its features and the code."""
+def run_key(mode: str, params: dict, inputs: dict, features_dir: Path, code_dirs: tuple[Path, ...]) -> str:
+    """A hash of everything that determines a training run: its params, its inputs' fingerprints (another
+    base model under the same name starts over), its features and the code."""
     digest = hashlib.sha256(json.dumps(
-        [mode, params["model"], params["train"], params[mode]], sort_keys=True).encode())
+        [mode, params["model"], params["train"], params[mode], inputs], sort_keys=True).encode())
     for path in sorted(features_dir.rglob("*")) + sorted(p for d in code_dirs for p in d.rglob("*.py")):
         if path.is_file():
             digest.update(str(path).encode())
@@ -133,6 +134,17 @@ def last_checkpoint(folder: Path) -> Path | None:
     complete = [path for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
                 if all((path / name).exists() for name in (TRAINER_STATE_NAME, *orders))]
     return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]), default=None)
+
+
+def whole_run_loss(log_history: list[dict]) -> float:
+    """The mean training loss over every step of the run, from its logged losses, each the mean over the
+    steps since the log before: the Trainer's own `train_loss` covers only the steps a resumed run ran."""
+    total, previous = 0.0, 0
+    logged = [entry for entry in log_history if "loss" in entry]
+    for entry in logged:
+        total += entry["loss"] * (entry["step"] - previous)
+        previous = entry["step"]
+    return total / previous if previous else float("nan")
 
 
 def write_training_log(live_dir: Path, log_history: list[dict]) -> None:
@@ -150,9 +162,10 @@ def write_training_log(live_dir: Path, log_history: list[dict]) -> None:
                 if key != "step" and isinstance(value, (int, float)):
                     live.log_metric(key, value)
         final = next((entry for entry in reversed(log_history) if "train_runtime" in entry), {})
-        for key in ("train_loss", "train_runtime"):
-            if key in final:
-                live.summary[key] = final[key]
+        if "train_runtime" in final:  # of this process's part of the run: a resumed run's
+            live.summary["train_runtime"] = final["train_runtime"]
+        if "train_loss" in final:
+            live.summary["train_loss"] = whole_run_loss(log_history)
 
 
 # the figures of a training's summary that runs are compared by (the train stage's DVC metrics)

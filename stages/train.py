@@ -37,8 +37,8 @@ def main() -> None:
     tokenizer = load_tokenizer(name, revision)
     model = build_model(name, paths.mode, params["train"]["attention_dropout"], params["lora"], revision)
     print(f"{name}: pre-trained encoder, new span-prediction head (trained from scratch)")
-    # keyed by the run's params, features and code: a checkpoint of other settings is never resumed
-    key = run_key(paths.mode, params, paths.features, CODE_DIRS)
+    # keyed by the run's params, inputs, features and code: a checkpoint of other settings is never resumed
+    key = run_key(paths.mode, params, inputs, paths.features, CODE_DIRS)
     checkpoints = paths.checkpoints / f"{paths.mode}-{key}"
     if not is_main_process():  # under torchrun: train along, write nothing
         train(model, tokenizer, features, hyper, params["train"]["seed"], None, None, checkpoints)

@@ -1,7 +1,7 @@
 """The comparison report: training rows, scores with intervals per evaluation set, the verdicts."""
 from squad_ft.report import comparison_table, plot_losses, render, verdict
 
-TRAINING = {"epochs": 3, "trainable_params": 66364418, "total_params": 66364418, "train_runtime_s": 229.4,
+TRAINING = {"precision": "fp16", "inputs": {"model": {"source": "distilbert-base-uncased"}}, "epochs": 3, "trainable_params": 66364418, "total_params": 66364418, "train_runtime_s": 229.4,
             "train_features_per_s": 52.96, "model_memory_mb": 512.0, "peak_memory_mb": 4710.4, "initial_loss": 2.2912, "final_loss": 0.9,
             "device": "cuda (NVIDIA GeForce RTX 3080 Ti, fp16)"}
 
@@ -21,10 +21,10 @@ EVALUATIONS = {
     ("heldout", "lora"): evaluation("lora", "heldout", 35.0, 47.5, 0.0),
 }
 COMPARISONS = {
-    "test": {"eval_set": "test", "questions": 1000, "exact_match_difference": -2.2,
+    ("test", "lora"): {"mode": "lora", "eval_set": "test", "questions": 1000, "exact_match_difference": -2.2,
              "exact_match_difference_ci_low": -5.1, "exact_match_difference_ci_high": 0.6, "f1_difference": -2.04,
              "f1_difference_ci_low": -4.6, "f1_difference_ci_high": 0.5},
-    "heldout": {"eval_set": "heldout", "questions": 1000, "exact_match_difference": -5.0,
+    ("heldout", "lora"): {"mode": "lora", "eval_set": "heldout", "questions": 1000, "exact_match_difference": -5.0,
                 "exact_match_difference_ci_low": -7.9, "exact_match_difference_ci_high": -2.1, "f1_difference": -4.5,
                 "f1_difference_ci_low": -7.0, "f1_difference_ci_high": -2.0},
 }
@@ -78,3 +78,33 @@ def test_loss_plot_is_a_png(tmp_path):
         logs[name].write_text(text)
     plot_losses(logs, tmp_path / "loss.png")
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+HEAD = {("test", "head"): evaluation("head", "test", 12.1, 18.6, 0.984, epochs=10, trainable_params=1538,
+                                     train_runtime_s=139.0, peak_memory_mb=1024.0, initial_loss=3.7),
+        ("heldout", "head"): evaluation("head", "heldout", 9.0, 15.0, 0.0)}
+
+
+def test_the_reference_experiments_rows_stand_beside_this_runs_for_every_model():
+    """Its published figures (distilbert-base-uncased on an RTX 3080 Ti) next to this run's; its "LoRA"
+    row is the head-only column; DistilBERT's costs on this machine come from a benchmark JSON."""
+    from squad_ft.report import reference_table
+
+    benchmark = {"variants": {"full-fp16": {"reference_epoch_s": 100.0, "peak_memory_mb": 3000.0},
+                              "head-fp16": {"reference_epoch_s": 20.0, "peak_memory_mb": 900.0}}}
+    table = reference_table({**EVALUATIONS, **HEAD}, benchmark)
+    assert list(table.columns) == ["Full fine-tuning: reference", "Full fine-tuning: this run", "LoRA: this run",
+                                   'Head only (its "LoRA"): reference', "Head only: this run"]
+    assert table["Full fine-tuning: reference"].to_dict() == {
+        "Epochs": "3", "Trained params": "66,364,418", "Time to train": "3m49s", "Memory while training": "4.6 GB",
+        "Time to train, DistilBERT's architecture here": "", "Memory while training, DistilBERT's architecture here": "",
+        "Initial loss": "2.29", "Test: exact match": "50.2", "Test: F1": "63.0"}
+    assert table.loc["Trained params", 'Head only (its "LoRA"): reference'] == "1,538"
+    assert table.loc["Test: F1", 'Head only (its "LoRA"): reference'] == "18.6"
+    assert table.loc["Test: F1", "Head only: this run"] == "18.6" and table.loc["Epochs", "Head only: this run"] == "10"
+    # the benchmark's seconds per reference epoch times this run's epochs, in its precision
+    assert table.loc["Time to train, DistilBERT's architecture here", "Full fine-tuning: this run"] == "5m00s"
+    assert table.loc["Time to train, DistilBERT's architecture here", "Head only: this run"] == "3m20s"
+    assert table.loc["Memory while training, DistilBERT's architecture here", "Head only: this run"] == "900 MB"
+    assert table.loc["Time to train, DistilBERT's architecture here", "LoRA: this run"] == ""  # not measured
+    assert "Time to train, DistilBERT's architecture here" not in reference_table({**EVALUATIONS, **HEAD}, None).index

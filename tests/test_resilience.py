@@ -100,6 +100,7 @@ def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, m
     expected_weights = (project / f"data/trained/{mode}/{weights}").read_bytes()
     expected_summary = read_record(project / f"metrics/train/{mode}.json")
     expected_log = loss_rows(project / f"dvclive/{mode}/plots/metrics/loss.tsv")
+    expected_train_loss = json.loads((project / f"dvclive/{mode}/metrics.json").read_text())["train_loss"]
     assert not list(project.glob(".checkpoints/*")), "checkpoints are removed when the stage finishes"
 
     for _ in range(3):  # again if the kill landed between the Trainer saving a checkpoint and deleting the last
@@ -124,7 +125,31 @@ def test_a_training_killed_mid_epoch_resumes_and_ends_identical(long_training, m
     assert {key: value for key, value in summary.items() if key not in timings} == \
         {key: value for key, value in expected_summary.items() if key not in timings}
     assert loss_rows(project / f"dvclive/{mode}/plots/metrics/loss.tsv") == expected_log  # every step's loss
+    # the summary's training loss is the whole run's, not the resumed steps' alone
+    assert json.loads((project / f"dvclive/{mode}/metrics.json").read_text())["train_loss"] == expected_train_loss
     assert not list(project.glob(".checkpoints/*"))
+
+
+def test_a_checkpoint_is_not_resumed_onto_another_base_model_under_the_same_name(long_training, tmp_path):
+    """Kill a training, replace the weights in the local model folder that model.name names, refresh the
+    fingerprints as `dvc repro` does: the training starts over instead of resuming the old base's state."""
+    import safetensors.torch
+
+    project = long_training
+    model = shutil.copytree(yaml.safe_load((project / "params.yaml").read_text())["model"]["name"], tmp_path / "base")
+    set_params(project, "model", name=str(model))
+    assert run_stage("inputs", cwd=project).returncode == 0
+    process = start_stage("train@full", project)
+    wait_for(lambda: checkpoints(project))
+    process.kill()
+    process.wait(timeout=30)
+    weights = model / "model.safetensors"
+    safetensors.torch.save_file({name: tensor * 0.5 for name, tensor in safetensors.torch.load_file(weights).items()},
+                                weights)
+    assert run_stage("inputs", cwd=project).returncode == 0
+    result = run_stage("train@full", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" not in result.stdout
 
 
 def test_a_checkpoint_of_other_settings_is_never_resumed(long_training):

@@ -21,11 +21,14 @@ def run(rev: str, seed: int, rank: int, f1: dict[str, float]) -> dict:
                        for mode, value in f1.items()]}
 
 
-def per_question_scores(lora_shift: float, seed: int, questions: int = 600):
-    """Per-question scores of both models, correlated through a shared difficulty; LoRA better by `lora_shift`."""
+def per_question_scores(lora_shift: float, seed: int, questions: int = 600, modes=("full", "lora")):
+    """What a run's `read` gives: its question ids and per-question scores of `modes`, correlated through a
+    shared difficulty; LoRA (and head) better than full fine-tuning by `lora_shift`."""
     difficulty = np.random.default_rng(seed).random(questions)
-    return {"full": {score: (difficulty < 0.5).astype(float).tolist() for score in ("exact_match", "f1")},
-            "lora": {score: (difficulty < 0.5 + lora_shift).astype(float).tolist() for score in ("exact_match", "f1")}}
+    threshold = {"full": 0.5, "lora": 0.5 + lora_shift, "head": 0.5 + lora_shift}
+    return {"questions": tuple(f"q{i}" for i in range(questions)),
+            "scores": {mode: {score: (difficulty < threshold[mode]).astype(float).tolist() for score in ("exact_match", "f1")}
+                       for mode in modes}}
 
 
 def test_the_pooled_table_finds_a_difference_in_one_group_and_none_in_the_other():
@@ -37,24 +40,64 @@ def test_the_pooled_table_finds_a_difference_in_one_group_and_none_in_the_other(
     seeds = {"a": 1, "b": 2, "c": 3, "d": 1, "e": 2, "f": 3}
     read_calls = []
 
-    def read(rev, eval_set):
-        read_calls.append((rev, eval_set))
+    def read(rev, eval_set, modes):
+        read_calls.append((rev, eval_set, tuple(modes)))
         return per_question_scores(shifts[rev], seeds[rev])
 
     table = pooled_table(runs, SETTINGS, read)
-    assert sorted(read_calls) == sorted((rev, "heldout") for rev in shifts)  # each experiment's predictions, once
+    # each experiment's predictions, once, of the models it scored
+    assert sorted(read_calls) == sorted((rev, "heldout", ("full", "lora")) for rev in shifts)
     assert list(table["lora.r"]) == [4, 4, 16, 16] and list(table["score"]) == ["exact match", "F1"] * 2  # ranks in order
-    assert set(table["seeds"]) == {"1, 2, 3"}
+    assert set(table["seeds"]) == {"1, 2, 3"} and set(table["model"]) == {"LoRA"}
     rank4 = table[(table["lora.r"] == 4) & (table["score"] == "F1")].iloc[0]
-    expected = pooled_difference(*([per_question_scores(0.06, seed)[mode]["f1"] for seed in (1, 2, 3)]
+    expected = pooled_difference(*([per_question_scores(0.06, seed)["scores"][mode]["f1"] for seed in (1, 2, 3)]
                                    for mode in ("full", "lora")), SETTINGS)
     low, high = expected["interval"]
-    assert rank4["LoRA - full, pooled"] == f"{expected['difference']:+.1f} [{low:.1f}, {high:.1f}]"
-    assert rank4["LoRA - full, per seed"] == ", ".join(f"{seed['difference']:+.1f}" for seed in expected["per_seed"])
+    assert rank4["minus full, pooled"] == f"{expected['difference']:+.1f} [{low:.1f}, {high:.1f}]"
+    assert rank4["minus full, per seed"] == ", ".join(f"{seed['difference']:+.1f}" for seed in expected["per_seed"])
     assert rank4["verdict"] == "LoRA better (the interval excludes 0)"
     rank16 = table[(table["lora.r"] == 16) & (table["score"] == "F1")].iloc[0]
-    assert rank16["LoRA - full, pooled"] == "+0.0 [0.0, 0.0]"  # the same answers: exactly no difference
+    assert rank16["minus full, pooled"] == "+0.0 [0.0, 0.0]"  # the same answers: exactly no difference
     assert rank16["verdict"] == "within noise (the interval includes 0)"
+
+
+def scored_run(rev: str, seed: int, modes, **params) -> dict:
+    return {"name": rev, "rev": rev, "params": {"train.seed": seed, **params},
+            "scores": [{"mode": mode, "eval_set": "heldout", "exact_match": 40.0, "f1": 50.0} for mode in modes]}
+
+
+def test_a_seeds_head_run_made_later_pools_with_its_full_and_lora_run():
+    """The head mode run later on the same data (its params.yaml has a head section the first runs lack):
+    one group, each seed's head paired with that seed's full fine-tuning."""
+    runs = [scored_run(f"fl{seed}", seed, ("full", "lora")) for seed in (1, 2)] + \
+           [scored_run(f"h{seed}", seed, ("head",), **{"head.epochs": 10}) for seed in (1, 2)]
+    reads = {f"fl{seed}": per_question_scores(0.0, seed) for seed in (1, 2)}
+    reads.update({f"h{seed}": per_question_scores(-0.2, seed, modes=("head",)) for seed in (1, 2)})
+    table = pooled_table(runs, SETTINGS, lambda rev, eval_set, modes: reads[rev])
+    assert list(table["model"]) == ["LoRA", "LoRA", "Head only", "Head only"] and set(table["seeds"]) == {"1, 2"}
+    head = table[(table["model"] == "Head only") & (table["score"] == "F1")].iloc[0]
+    differences = [100 * (np.mean(reads[f"h{seed}"]["scores"]["head"]["f1"]) - np.mean(reads[f"fl{seed}"]["scores"]["full"]["f1"]))
+                   for seed in (1, 2)]  # each seed's head against that seed's full fine-tuning
+    assert head["minus full, per seed"] == ", ".join(f"{difference:+.1f}" for difference in differences)
+    assert head["verdict"].startswith("full fine-tuning better")
+
+
+def test_pooled_runs_on_other_questions_or_repeating_a_seed_are_one_error():
+    runs = [scored_run("a", 1, ("full", "lora")), scored_run("b", 2, ("full", "lora"))]
+    other = per_question_scores(0.0, 2)
+    other["questions"] = tuple(f"x{i}" for i in range(600))  # as many questions, other ones
+    reads = {"a": per_question_scores(0.0, 1), "b": other}
+    with pytest.raises(UserError, match="b and a were scored on different heldout questions"):
+        pooled_table(runs, SETTINGS, lambda rev, eval_set, modes: reads[rev])
+    runs = [scored_run("a", 1, ("full", "lora")), scored_run("b", 1, ("full", "lora"))]
+    with pytest.raises(UserError, match="a and b both hold full of train.seed 1: a seed counts once"):
+        pooled_table(runs, SETTINGS, lambda rev, eval_set, modes: per_question_scores(0.0, 1))
+
+
+def test_one_seed_says_its_interval_is_the_questions_alone():
+    table = pooled_table([scored_run("a", 1, ("full", "lora"))], SETTINGS,
+                         lambda rev, eval_set, modes: per_question_scores(0.05, 1))
+    assert all(verdict.startswith("one seed: question-level interval only; ") for verdict in table["verdict"])
 
 
 def test_the_means_table_groups_by_what_varies_other_than_the_seed():
@@ -66,17 +109,18 @@ def test_the_means_table_groups_by_what_varies_other_than_the_seed():
 
 
 def test_the_rank_curve_pools_each_rank_and_names_the_smallest_within_noise(tmp_path):
-    """Ranks 1 and 4 worse than full fine-tuning in every seed, 16 as good: 16 is the smallest within noise."""
+    """Ranks 1 and 4 worse than full fine-tuning in every seed, 16 as good: 16 is the smallest within noise
+    (three seeds: at two, Student's t with one degree of freedom keeps 0 inside every interval here)."""
     shifts = {1: -0.15, 4: -0.08, 16: 0.0}
     runs, reads = [], {}
     for rank, shift in shifts.items():
-        for seed in (1, 2):
+        for seed in (1, 2, 3):
             rev = f"r{rank}s{seed}"
             runs.append({"name": rev, "rev": rev, "params": {"train.seed": seed, "lora.r": rank},
                          "scores": [{"mode": "full", "eval_set": "heldout", "trainable_params": 1000, "f1": 50},
                                     {"mode": "lora", "eval_set": "heldout", "trainable_params": 10 * rank, "f1": 50}]})
             reads[rev] = per_question_scores(shift, seed)
-    curve, full = rank_curve(runs, SETTINGS, lambda rev, eval_set: reads[rev])
+    curve, full = rank_curve(runs, SETTINGS, lambda rev, eval_set, modes: reads[rev])
     assert list(curve["lora.r"]) == [1, 4, 16] and list(curve["share_of_full"]) == [0.01, 0.04, 0.16]
     assert list(curve["verdict"][:2]) == ["full fine-tuning better (the interval excludes 0)"] * 2
     assert curve["verdict"].iloc[2] == "within noise (the interval includes 0)"
@@ -95,7 +139,7 @@ def test_a_rank_curve_of_experiments_differing_in_more_than_the_rank_is_one_erro
             for name, seed, rank, rate in (("a", 1, 4, 1e-3), ("b", 2, 4, 2e-3), ("c", 1, 8, 1e-3))]
     with pytest.raises(UserError, match=r"differ only in lora.r \(and what is set with it\) and train.seed; these "
                                         r"also differ in lora.learning_rate at one rank"):
-        rank_curve(runs, SETTINGS, lambda rev, eval_set: {})
+        rank_curve(runs, SETTINGS, lambda rev, eval_set, modes: {})
 
 
 def test_groups_with_a_null_parameter_sort_after_the_numbers():
@@ -104,7 +148,7 @@ def test_groups_with_a_null_parameter_sort_after_the_numbers():
     for rev, count in (("a", None), ("b", 12), ("c", 30)):
         runs.append({"name": rev, "rev": rev, "params": {"train.seed": 1, "heldout.n_examples": "null" if count is None else count},
                      "scores": [{"mode": "full", "eval_set": "heldout"}, {"mode": "lora", "eval_set": "heldout"}]})
-    table = pooled_table(runs, SETTINGS, lambda rev, eval_set: per_question_scores(0.0, 1))
+    table = pooled_table(runs, SETTINGS, lambda rev, eval_set, modes: per_question_scores(0.0, 1))
     assert list(table["heldout.n_examples"].drop_duplicates()) == [12, 30, "null"]
 
 
@@ -169,7 +213,9 @@ def test_an_archived_run_reads_back_its_params_scores_and_predictions(tmp_path, 
     assert run_["scores"] == [{"mode": "full", "eval_set": "heldout", "exact_match": 50.0, "f1": 60.0},
                               {"mode": "lora", "eval_set": "heldout", "trainable_params": 40, "exact_match": 40.0, "f1": 55.0}]
     references = {"q1": ["Paris"], "q2": ["1976"], "q3": ["the Nile"]}
-    scores = archived_per_question(run_["rev"], "heldout")
+    scored = archived_per_question(run_["rev"], "heldout", ["full", "lora"])
+    assert scored["questions"] == ("q1", "q2", "q3")
+    scores = scored["scores"]
     assert scores == {mode: question_scores(answers, references) for mode, answers in predictions.items()}
     assert scores["full"]["exact_match"] == [1.0, 0.0, 1.0] and scores["lora"]["exact_match"] == [1.0, 1.0, 0.0]
 
@@ -184,11 +230,11 @@ def test_an_archived_run_whose_files_differ_from_its_dvc_lock_is_one_error(tmp_p
     write_archived_run(run_, questions, {"full": {"q1": "Paris"}, "lora": {"q1": "Lyon"}})
     (run_ / "data/predictions/heldout/lora.json").write_text(json.dumps({"q1": "Paris"}))
     with pytest.raises(UserError, match=r"lora.json is not the data/predictions/heldout/lora.json its dvc.lock recorded"):
-        archived_per_question(str(run_), "heldout")
+        archived_per_question(str(run_), "heldout", ["full", "lora"])
     write_archived_run(run_, questions, {"full": {"q1": "Paris"}, "lora": {"q1": "Lyon"}})
     (tmp_path / "data/split/heldout.jsonl").write_text(questions.replace("q1", "q9"))
     with pytest.raises(UserError, match=r"data/split/heldout.jsonl is not the data/split/heldout.jsonl its dvc.lock"):
-        archived_per_question(str(run_), "heldout")
+        archived_per_question(str(run_), "heldout", ["full", "lora"])
 
 
 @pytest.mark.parametrize("edit, message", [
