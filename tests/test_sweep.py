@@ -69,15 +69,15 @@ def scored_run(rev: str, seed: int, modes, **params) -> dict:
 def test_a_seeds_head_run_made_later_pools_with_its_full_and_lora_run():
     """The head mode run later on the same data (its params.yaml has a head section the first runs lack):
     one group, each seed's head paired with that seed's full fine-tuning."""
-    runs = [scored_run(f"fl{seed}", seed, ("full", "lora")) for seed in (1, 2)] + \
-           [scored_run(f"h{seed}", seed, ("head",), **{"head.epochs": 10}) for seed in (1, 2)]
-    reads = {f"fl{seed}": per_question_scores(0.0, seed) for seed in (1, 2)}
-    reads.update({f"h{seed}": per_question_scores(-0.2, seed, modes=("head",)) for seed in (1, 2)})
+    runs = [scored_run(f"fl{seed}", seed, ("full", "lora")) for seed in (1, 2, 3)] + \
+           [scored_run(f"h{seed}", seed, ("head",), **{"head.epochs": 10}) for seed in (1, 2, 3)]
+    reads = {f"fl{seed}": per_question_scores(0.0, seed) for seed in (1, 2, 3)}
+    reads.update({f"h{seed}": per_question_scores(-0.2, seed, modes=("head",)) for seed in (1, 2, 3)})
     table = pooled_table(runs, SETTINGS, lambda rev, eval_set, modes: reads[rev])
-    assert list(table["model"]) == ["LoRA", "LoRA", "Head only", "Head only"] and set(table["seeds"]) == {"1, 2"}
+    assert list(table["model"]) == ["LoRA", "LoRA", "Head only", "Head only"] and set(table["seeds"]) == {"1, 2, 3"}
     head = table[(table["model"] == "Head only") & (table["score"] == "F1")].iloc[0]
     differences = [100 * (np.mean(reads[f"h{seed}"]["scores"]["head"]["f1"]) - np.mean(reads[f"fl{seed}"]["scores"]["full"]["f1"]))
-                   for seed in (1, 2)]  # each seed's head against that seed's full fine-tuning
+                   for seed in (1, 2, 3)]  # each seed's head against that seed's full fine-tuning
     assert head["minus full, per seed"] == ", ".join(f"{difference:+.1f}" for difference in differences)
     assert head["verdict"].startswith("full fine-tuning better")
 
