@@ -102,6 +102,21 @@ def stage_command(project: Path, stage: str) -> list[str]:
     return shlex.split(cmd)
 
 
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python` in dvc.yaml
+    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
+    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
+}
+
+
+def run(repo: Path, *command: str, env: dict | None = None) -> str:
+    result = subprocess.run(command, cwd=repo, env={**ENV, **(env or {})}, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
 def init_repo(directory: Path, run) -> None:
     """Make `directory` a git repository and a DVC project with this project's DVC config (its cache
     type), and commit what it holds; `run(directory, *command)` runs each command."""

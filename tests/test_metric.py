@@ -1,4 +1,9 @@
 """The official SQuAD v1.1 metric on hand-checked cases."""
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from helpers import make_examples
 
@@ -170,3 +175,39 @@ def test_compute_rejects_malformed_input_in_one_line(predictions, references, me
     with pytest.raises(UserError, match=message) as err:
         compute(predictions=predictions, references=references)
     assert "\n" not in str(err.value)
+
+
+def test_the_evaluate_module_loads_offline_and_scores_like_compute(tmp_path):
+    """`evaluate.load("squad_ft/squad_v1")` with the Hub unreachable, on real predictions (the committed
+    reference run's, seed 42, full fine-tuning and LoRA) of the real questions of the embedded sample:
+    the same scores as `squad_ft.metric.compute`, and the module's description and features."""
+    from helpers import ROOT, SAMPLE_SQUAD
+
+    from squad_ft.data import load_examples
+
+    examples = {example["id"]: example for example in load_examples(str(SAMPLE_SQUAD), None)}
+    run = ROOT / "docs/reference-runs/ref-seed42/data/predictions/test"
+    cases = []
+    for mode in ("full", "lora"):
+        answers = json.loads((run / f"{mode}.json").read_text())
+        ids = [question_id for question_id in answers if question_id in examples]
+        cases.append({"predictions": [{"id": i, "prediction_text": answers[i]} for i in ids],
+                      "references": [{"id": i, "answers": examples[i]["answers"]} for i in ids]})
+    assert all(len(case["references"]) > 300 for case in cases)
+    script = (
+        "import json, sys, evaluate\n"
+        "metric = evaluate.load('squad_ft/squad_v1')\n"
+        "cases = json.load(open(sys.argv[1]))\n"
+        "print(json.dumps({'scores': [metric.compute(**case) for case in cases], 'description': metric.description,"
+        " 'features': sorted(metric.features), 'citation': metric.citation}))\n")
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9",
+           "HF_HOME": str(tmp_path / "hf-home")}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "cases.json")], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["scores"] == [compute(**case) for case in cases]
+    assert 40 < loaded["scores"][0]["exact_match"] < loaded["scores"][0]["f1"] < 100  # a real model's scores
+    assert "exact match and F1" in loaded["description"] and "Rajpurkar" in loaded["citation"]
+    assert loaded["features"] == ["predictions", "references"]

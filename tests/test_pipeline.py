@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import yaml
-from helpers import init_repo, make_examples, tiny_params, write_jsonl, write_project
+from helpers import ENV, init_repo, make_examples, run, tiny_params, write_jsonl, write_project
 
 from squad_ft.device import device_and_precision
 from squad_ft.stage import read_record
@@ -27,21 +27,6 @@ PACKAGES = {"package@full", "package@lora", "package@lora-merged", "package@head
 COMPARISONS = {f"compare@{mode}-{eval_set}" for mode in ("lora", "head") for eval_set in ("test", "heldout")}
 ALL_STAGES = {"inputs", "subset", "split", "heldout", "tokenize", "train@full", "train@lora", "train@head", *EVALUATIONS,
               *COMPARISONS, "report", *PACKAGES}
-ENV = {
-    **os.environ,
-    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python` in dvc.yaml
-    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
-    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
-    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
-}
-
-
-def run(repo: Path, *command: str, env: dict | None = None) -> str:
-    result = subprocess.run(command, cwd=repo, env={**ENV, **(env or {})}, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
