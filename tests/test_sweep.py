@@ -267,3 +267,22 @@ def test_archived_runs_in_auto_precision_group_by_the_precision_each_machine_use
     assert list(table["runs"]) == [1, 1, 1, 1]
     write_archived_run(tmp_path / "fixed", questions, {"full": {"q1": "Paris"}, "lora": {"q1": "Lyon"}})
     assert "train.precision" not in archived_runs([tmp_path / "fixed"])[0]["params"]  # no auto: nothing added
+
+
+def test_the_summary_takes_its_paths_from_dvc_yaml(tmp_path):
+    """The paths come from the pipeline's own dvc.yaml (here with its outputs moved), not from copies of it."""
+    from helpers import ROOT
+
+    from squad_ft.sweep import path_templates
+
+    moved = (ROOT / "dvc.yaml").read_text().replace("data/predictions/", "outputs/answers/").replace(
+        "metrics/train/", "metrics/training/")
+    (tmp_path / "dvc.yaml").write_text(moved)
+    assert path_templates(tmp_path / "dvc.yaml") == (
+        "data/split/{set}.jsonl", "outputs/answers/{set}/{mode}.json", "metrics/{set}/{mode}.json",
+        "metrics/training/{mode}.json")
+    assert path_templates() == ("data/split/{set}.jsonl", "data/predictions/{set}/{mode}.json",
+                                "metrics/{set}/{mode}.json", "metrics/train/{mode}.json")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    with pytest.raises(UserError, match="cannot find the evaluate and train stages' paths"):
+        path_templates(tmp_path / "dvc.yaml")
