@@ -97,14 +97,14 @@ def test_the_reference_experiments_rows_stand_beside_this_runs_for_every_model()
                                    'Head only (its "LoRA"): reference', "Head only: this run"]
     assert table["Full fine-tuning: reference"].to_dict() == {
         "Epochs": "3", "Trained params": "66,364,418", "Time to train": "3m49s", "Memory while training": "4.6 GB",
-        "Time to train, DistilBERT's architecture here": "", "Memory while training, DistilBERT's architecture here": "",
+        "Time to train, DistilBERT here, 4,000 questions": "", "Memory while training, DistilBERT here": "",
         "Initial loss": "2.29", "Test: exact match": "50.2", "Test: F1": "63.0"}
     assert table.loc["Trained params", 'Head only (its "LoRA"): reference'] == "1,538"
     assert table.loc["Test: F1", 'Head only (its "LoRA"): reference'] == "18.6"
     assert table.loc["Test: F1", "Head only: this run"] == "18.6" and table.loc["Epochs", "Head only: this run"] == "10"
     # the benchmark's seconds per reference epoch times this run's epochs, in its precision
-    assert table.loc["Time to train, DistilBERT's architecture here", "Full fine-tuning: this run"] == "5m00s"
-    assert table.loc["Time to train, DistilBERT's architecture here", "Head only: this run"] == "3m20s"
-    assert table.loc["Memory while training, DistilBERT's architecture here", "Head only: this run"] == "900 MB"
-    assert table.loc["Time to train, DistilBERT's architecture here", "LoRA: this run"] == ""  # not measured
-    assert "Time to train, DistilBERT's architecture here" not in reference_table({**EVALUATIONS, **HEAD}, None).index
+    assert table.loc["Time to train, DistilBERT here, 4,000 questions", "Full fine-tuning: this run"] == "5m00s"
+    assert table.loc["Time to train, DistilBERT here, 4,000 questions", "Head only: this run"] == "3m20s"
+    assert table.loc["Memory while training, DistilBERT here", "Head only: this run"] == "900 MB"
+    assert table.loc["Time to train, DistilBERT here, 4,000 questions", "LoRA: this run"] == ""  # not measured
+    assert "Time to train, DistilBERT here, 4,000 questions" not in reference_table({**EVALUATIONS, **HEAD}, None).index
