@@ -8,7 +8,7 @@
     python -m squad_ft.sweep --copy-to runs           # also keep each experiment in git: runs/NAME/
     python -m squad_ft.sweep --archive runs/*         # later, on another machine: the same tables
 
-Reads `dvc exp show --json` (the experiments of the current commit; `--json-file` reads a
+Reads (with `squad_ft.experiments`) `dvc exp show --json` (the experiments of the current commit; `--json-file` reads a
 saved copy instead). `--copy-to DIR` also copies each finished experiment's params.yaml,
 dvc.lock, metrics/ and data/predictions/ into DIR/NAME, where git can keep them after DVC's
 experiments and cache are gone; `--archive DIR...` reads such copies instead, each file checked
@@ -29,88 +29,23 @@ from several runs (a mode run later), but no model of one seed twice.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from squad_ft.errors import UserError, first_line
-from squad_ft.metric import question_scores
+from squad_ft.errors import UserError
+from squad_ft.experiments import (archived_per_question, archived_runs, copy_experiment, dvc_exp_show,
+                                  finished_experiments, per_question)
 from squad_ft.params import load_params
 from squad_ft.report import MODEL_LABELS, verdict
-from squad_ft.stage import BASELINE, COMPARED, EVAL_SETS, MODES, details_path, run_stage
+from squad_ft.stage import BASELINE, COMPARED, run_stage
 from squad_ft.stats import pooled_difference, pooled_over_seeds
 
 SEED = "train.seed"
-PRECISION = "train.precision"
 RANK = "lora.r"
 SCORES = {"exact_match": "exact match", "f1": "F1"}
-DVC_YAML = Path(__file__).resolve().parents[1] / "dvc.yaml"  # the pipeline this package belongs to
-
-
-def path_templates(dvc_yaml: Path = DVC_YAML) -> tuple[str, str, str, str]:
-    """Where each experiment's questions, predictions, evaluation metrics and training metrics are, read
-    from dvc.yaml's evaluate and train stages, as templates with {set} and {mode}."""
-    try:
-        stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-        evaluate, train = stages["evaluate"], stages["train"]["do"]
-        entries = lambda items: [item if isinstance(item, str) else next(iter(item)) for item in items]  # noqa: E731
-        found = (next(dep for dep in entries(evaluate["deps"]) if "${item.set}" in dep and "${item.mode}" not in dep),
-                 next(out for out in entries(evaluate["outs"]) if "${item.mode}" in out and "${item.set}" in out),
-                 entries(evaluate["metrics"])[0], entries(train["metrics"])[0])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, IndexError, StopIteration) as err:
-        raise UserError(f"{dvc_yaml}: cannot find the evaluate and train stages' paths: {first_line(err)}") from err
-    return tuple(path.replace("${item.set}", "{set}").replace("${item.mode}", "{mode}").replace("${item}", "{mode}")
-                 for path in found)
-
-
-QUESTIONS, PREDICTIONS, EVALUATION, TRAINING = path_templates()
-
-
-def _flatten(params: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = json.dumps(value) if value is None or isinstance(value, list) else value
-    return flat
-
-
-def _evaluations(metrics: dict[str, dict]) -> list[dict]:
-    """Each evaluation in `metrics` ({dvc.yaml path: content}) with its model's training figures
-    (trainable_params, for the rank curve)."""
-    return [
-        {"mode": mode, "eval_set": eval_set, **metrics.get(TRAINING.format(mode=mode), {}),
-         **metrics[EVALUATION.format(set=eval_set, mode=mode)]}
-        for eval_set in EVAL_SETS for mode in MODES
-        if "exact_match" in metrics.get(EVALUATION.format(set=eval_set, mode=mode), {})
-    ]
-
-
-def finished_experiments(exp_show: list[dict]) -> list[dict]:
-    """Each finished experiment with scores: {"name", "params" (flat), "scores": [evaluate metrics...]}."""
-    runs = []
-    for commit in exp_show:
-        for experiment in commit.get("experiments") or []:
-            revision = experiment["revs"][0]
-            data = revision.get("data") or {}
-            metrics = {path: file.get("data") or {} for path, file in (data.get("metrics") or {}).items()}
-            evaluations = _evaluations(metrics)
-            if revision.get("error") or not evaluations:
-                continue  # queued, running or failed
-            runs.append({
-                "name": experiment.get("name") or revision["rev"][:7],
-                "rev": revision["rev"],
-                "params": _flatten(data["params"]["params.yaml"]["data"]),
-                "scores": evaluations,
-            })
-    return runs
 
 
 def _params_and_varying(runs: list[dict]) -> tuple[pd.DataFrame, list[str]]:
@@ -144,132 +79,6 @@ def summary_table(runs: list[dict]) -> pd.DataFrame:
 def _interval(result: dict) -> str:
     low, high = result["interval"]
     return f"[{low:.1f}, {high:.1f}]"
-
-
-def _scored(questions: str, predictions: dict[str, str]) -> dict:
-    """{"questions": the question ids in order, "scores": {mode: {score: per-question values}}} from a questions
-    file's text and each model's predictions file's text."""
-    references = {example["id"]: example["answers"]["text"] for example in map(json.loads, questions.splitlines())}
-    return {"questions": tuple(references),
-            "scores": {mode: question_scores(json.loads(answers), references) for mode, answers in predictions.items()}}
-
-
-def per_question(rev: str, eval_set: str, modes: list[str]) -> dict:
-    """`_scored` of experiment `rev`'s `modes` on `eval_set`, from DVC's cache."""
-    from dvc.api import DVCFileSystem
-
-    fs = DVCFileSystem(".", rev=rev)
-    try:
-        return _scored(fs.read_text(QUESTIONS.format(set=eval_set)),
-                       {mode: fs.read_text(PREDICTIONS.format(set=eval_set, mode=mode)) for mode in modes})
-    except (OSError, ValueError) as err:
-        raise UserError(f"experiment {rev[:7]}: cannot read its {eval_set} predictions from DVC's cache: {err}") from err
-
-
-ARCHIVED = ("params.yaml", "dvc.lock", "metrics", "data/predictions")  # what `--copy-to` copies
-# the metrics files `--archive` reads back: each model's training costs and evaluations
-ARCHIVED_METRICS = (*(TRAINING.format(mode=mode) for mode in MODES),
-                    *(EVALUATION.format(set=eval_set, mode=mode) for mode in MODES for eval_set in EVAL_SETS))
-
-
-def copy_experiment(rev: str, destination: Path) -> None:
-    """Experiment `rev`'s params.yaml, dvc.lock, metrics/ and data/predictions/, from git and DVC's
-    cache, into `destination`, laid out as in the workspace: a copy that git can keep, for `--archive`.
-    An older copy at `destination` is replaced; a failed copy leaves nothing."""
-    from dvc.api import DVCFileSystem
-    from dvc.exceptions import DvcException
-
-    partial = destination.with_name(f"{destination.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        fs = DVCFileSystem(".", rev=rev)
-        for path in (path for top in ARCHIVED for path in (fs.find(top) if fs.isdir(top) else [top])):
-            if Path(path).name == ".gitignore":  # DVC's, which would hide the predictions from git
-                continue
-            (partial / path).parent.mkdir(parents=True, exist_ok=True)
-            (partial / path).write_bytes(fs.read_bytes(path))
-    except (OSError, DvcException) as err:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise UserError(f"experiment {rev[:7]}: cannot copy it to {destination}: {first_line(err)}") from err
-    # byte for byte as dvc.lock hashed them, even where git would convert line endings (core.autocrlf)
-    (partial / ".gitattributes").write_text("* -text\n")
-    shutil.rmtree(destination, ignore_errors=True)
-    partial.rename(destination)
-
-
-def _lookup(params: dict, key: str):
-    """The value of dotted `key` ("train.seed") in nested `params`."""
-    for part in key.split("."):
-        params = params[part]
-    return params
-
-
-def _locked(directory: Path) -> tuple[dict, dict[str, str]]:
-    """`directory`'s params.yaml, once checked against the values its dvc.lock recorded, and {path: md5}
-    of every dependency and output in that dvc.lock."""
-    try:
-        stages = yaml.safe_load((directory / "dvc.lock").read_text())["stages"].values()
-        hashes = {entry["path"]: entry["md5"] for stage in stages
-                  for entry in stage.get("deps", []) + stage.get("outs", []) if "md5" in entry}
-        recorded = {key: value for stage in stages for key, value in stage.get("params", {}).get("params.yaml", {}).items()}
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"{directory}: cannot read its dvc.lock: {first_line(err)}") from err
-    try:
-        params = yaml.safe_load((directory / "params.yaml").read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{directory}: cannot read its params.yaml: {first_line(err)}") from err
-    for key, value in recorded.items():
-        try:
-            matches = _lookup(params, key) == value
-        except (KeyError, TypeError):
-            matches = False
-        if not matches:
-            raise UserError(f"{directory}: its params.yaml is not the one its dvc.lock recorded ({key} differs)")
-    return params, hashes
-
-
-def _read_locked(directory: Path, name: str, hashes: dict[str, str], path: Path | None = None) -> str:
-    """The text of the file that dvc.yaml calls `name` (at `directory / name` unless `path` says
-    elsewhere), if its md5 is the one `directory`'s dvc.lock recorded."""
-    path = path or directory / name
-    if name not in hashes:
-        raise UserError(f"{directory}: its dvc.lock records no {name}")
-    try:
-        content = path.read_bytes()
-    except OSError as err:
-        raise UserError(f"{directory}: cannot read {path}: {first_line(err)}") from err
-    if hashlib.md5(content).hexdigest() != hashes[name]:
-        raise UserError(f"{directory}: {path} is not the {name} its dvc.lock recorded (md5 differs)")
-    return content.decode()
-
-
-def archived_runs(directories: list[Path]) -> list[dict]:
-    """Finished experiments copied out of DVC, one per directory (its params.yaml, dvc.lock, metrics/
-    and data/predictions/, laid out as in the workspace), as `finished_experiments` gives them; each
-    run's "rev" is its directory, which `archived_per_question` takes."""
-    runs = []
-    for directory in directories:
-        params, hashes = _locked(directory)
-        metrics = {name: json.loads(_read_locked(directory, name, hashes)) for name in ARCHIVED_METRICS if name in hashes}
-        params = _flatten(params)
-        if params.get(PRECISION) == "auto":
-            # auto differs between machines (bf16 on some, fp32 or fp16 on others): copies from several
-            # machines group by what each used
-            used = {json.loads(_read_locked(directory, name, hashes)).get("precision", "unknown")
-                    for name in (details_path(Path(TRAINING.format(mode=mode))).as_posix() for mode in MODES)
-                    if name in hashes}  # a run of some modes only
-            params[PRECISION] = f"auto ({', '.join(sorted(used))})"
-        runs.append({"name": directory.name, "rev": str(directory), "params": params, "scores": _evaluations(metrics)})
-    return runs
-
-
-def archived_per_question(directory: str, eval_set: str, modes: list[str]) -> dict:
-    """`_scored` of the run archived in `directory`, its `modes` on `eval_set`: its predictions, and this
-    workspace's questions, which must be the ones the run was scored on (the md5 in its dvc.lock)."""
-    directory, questions = Path(directory), QUESTIONS.format(set=eval_set)
-    _, hashes = _locked(directory)
-    return _scored(_read_locked(directory, questions, hashes, path=Path(questions)),
-                   {mode: _read_locked(directory, PREDICTIONS.format(set=eval_set, mode=mode), hashes) for mode in modes})
 
 
 def _order(value) -> tuple:
@@ -422,14 +231,6 @@ def plot_rank_curve(curve: pd.DataFrame, full: dict, eval_set: str, out: Path) -
     plt.close(fig)
 
 
-def _exp_show() -> list[dict]:
-    try:
-        result = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as err:
-        raise UserError(f"`dvc exp show --json` failed: {getattr(err, 'stderr', '') or err}".strip()) from err
-    return json.loads(result.stdout)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -449,7 +250,7 @@ def main() -> None:
             parser.error("--copy-to copies DVC's experiments; the runs of --archive are copies already")
         runs, read = archived_runs(args.archive), archived_per_question
     else:
-        runs, read = finished_experiments(json.loads(args.json_file.read_text()) if args.json_file else _exp_show()), per_question
+        runs, read = finished_experiments(json.loads(args.json_file.read_text()) if args.json_file else dvc_exp_show()), per_question
         for run in runs if args.copy_to else []:
             try:
                 copy_experiment(run["rev"], args.copy_to / run["name"])

@@ -9,8 +9,8 @@ import yaml
 from squad_ft.errors import UserError
 from squad_ft.metric import question_scores
 from squad_ft.stats import pooled_difference
-from squad_ft.sweep import (archived_per_question, archived_runs, plot_rank_curve, pooled_table, rank_curve,
-                            smallest_rank_within_noise, summary_table)
+from squad_ft.experiments import archived_per_question, archived_runs
+from squad_ft.sweep import plot_rank_curve, pooled_table, rank_curve, smallest_rank_within_noise, summary_table
 
 SETTINGS = {"resamples": 2000, "seed": 0, "confidence": 0.95}
 
@@ -155,7 +155,7 @@ def test_groups_with_a_null_parameter_sort_after_the_numbers():
 def test_finished_experiments_join_each_evaluation_to_its_models_training_costs():
     """From `dvc exp show --json`: the evaluations by their dvc.yaml paths, each with its model's
     training record; a queued experiment (no metrics yet) and the baseline row are left out."""
-    from squad_ft.sweep import finished_experiments
+    from squad_ft.experiments import finished_experiments
 
     metrics = {"metrics/train/full.json": {"trainable_params": 1000, "train_runtime_s": 9.0},
                "metrics/train/lora.json": {"trainable_params": 40, "train_runtime_s": 7.0},
@@ -273,7 +273,7 @@ def test_the_summary_takes_its_paths_from_dvc_yaml(tmp_path):
     """The paths come from the pipeline's own dvc.yaml (here with its outputs moved), not from copies of it."""
     from helpers import ROOT
 
-    from squad_ft.sweep import path_templates
+    from squad_ft.experiments import path_templates
 
     moved = (ROOT / "dvc.yaml").read_text().replace("data/predictions/", "outputs/answers/").replace(
         "metrics/train/", "metrics/training/")
