@@ -117,12 +117,16 @@ def copy_experiment(rev: str, destination: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     try:
         fs = DVCFileSystem(".", rev=rev)
+        # what the experiment made: the outputs its dvc.lock records (an experiment of some stages only, such
+        # as one mode's, has no files for the outputs dvc.yaml declares for the others)
+        stages = yaml.safe_load(fs.read_text("dvc.lock"))["stages"].values()
+        made = {entry["path"] for stage in stages for entry in stage.get("outs", [])}
         for path in (path for top in ARCHIVED for path in (fs.find(top) if fs.isdir(top) else [top])):
-            if Path(path).name == ".gitignore":  # DVC's, which would hide the predictions from git
-                continue
+            if path not in ("params.yaml", "dvc.lock") and path not in made:
+                continue  # DVC's .gitignore files (they would hide the predictions from git), and outputs not made
             (partial / path).parent.mkdir(parents=True, exist_ok=True)
             (partial / path).write_bytes(fs.read_bytes(path))
-    except (OSError, DvcException) as err:
+    except (OSError, DvcException, yaml.YAMLError, KeyError, AttributeError) as err:
         shutil.rmtree(partial, ignore_errors=True)
         raise UserError(f"experiment {rev[:7]}: cannot copy it to {destination}: {first_line(err)}") from err
     # byte for byte as dvc.lock hashed them, even where git would convert line endings (core.autocrlf)
