@@ -419,3 +419,24 @@ def test_two_processes_under_torchrun_train_like_one(repo):
     for mode, names in files.items():  # only the main process wrote, what one process writes
         assert sorted(path.name for path in (repo / f"data/trained/{mode}").iterdir()) == names
     assert not list(repo.glob("data/trained/.*.tmp")) and not list(repo.glob(".checkpoints/*"))
+
+
+def test_an_experiment_of_one_modes_stages_is_copied_and_read_back(tmp_path, tiny_model_dir):
+    """`dvc exp run` of the head's branch only, in a project that never ran the other modes (as the
+    reference runs' head seeds were made): the copy holds what its dvc.lock records, the head's files and
+    no other mode's, and `--archive` reads it back."""
+    source = write_jsonl(make_examples(20) + make_examples(10, unseen=True), tmp_path / "squad.jsonl")
+    (tmp_path / "repo").mkdir()
+    params = tiny_params(source, tiny_model_dir, n_examples=20)
+    params["head"]["epochs"] = 1
+    repo = write_project(tmp_path / "repo", **params)
+    init_repo(repo, run)
+    run(repo, "dvc", "exp", "run", "-n", "head-only", "evaluate@head-test")
+    run(repo, sys.executable, "-m", "squad_ft.sweep", "--copy-to", str(tmp_path / "runs"))
+    copy = tmp_path / "runs" / "head-only"
+    assert sorted(path.name for path in (copy / "data/predictions/test").iterdir()) == ["head.json"]
+    assert not (copy / "metrics/test/full.json").exists() and (copy / "metrics/train/head.json").exists()
+    result = subprocess.run([sys.executable, "-m", "squad_ft.sweep", "--archive", str(copy)], cwd=repo, env=ENV,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"\| head +\| test +\| 1 ", result.stdout)
