@@ -231,6 +231,26 @@ def unseen_examples(candidates: Iterable[dict], train: datasets.Dataset, counts:
             yield example
 
 
+def validation_first(unseen: Iterable[dict], n_validation: int) -> Iterator[tuple[str, dict]]:
+    """("validation" or "heldout", example) for each of `unseen`, in order: the first articles (titles) to
+    appear go to validation, whole, until it holds at least `n_validation` questions; every later article
+    goes to held-out. No article is in both, so choosing on validation says nothing about held-out.
+
+    One pass: an article is validation's if its first question came while validation still had fewer than
+    `n_validation`; SQuAD's articles are contiguous, so validation ends at the first article boundary at or
+    after `n_validation` questions.
+    """
+    titles, count = set(), 0
+    for example in unseen:
+        if example["title"] not in titles and count < n_validation:
+            titles.add(example["title"])
+        if example["title"] in titles:
+            count += 1
+            yield "validation", example
+        else:
+            yield "heldout", example
+
+
 def overlap_with(examples: datasets.Dataset, train: datasets.Dataset) -> dict[str, float]:
     """Fractions of `examples` whose paragraph, and whose article, also occur in `train`."""
     titles, contexts = _seen(train)

@@ -14,8 +14,9 @@ from transformers import DataCollatorWithPadding, Trainer
 
 from squad_ft.device import trainer_arguments
 from squad_ft.features import tokenize
+from squad_ft.metric import squad_scores
 from squad_ft.modeling import load_tokenizer, load_trained
-from squad_ft.postprocess import best_answers
+from squad_ft.postprocess import answer_texts, best_answers
 
 def load_model(path: str | Path, base_model: str | None = None):
     """(model, tokenizer) of a model folder written by training (full or LoRA; `base_model`
@@ -26,12 +27,7 @@ def load_model(path: str | Path, base_model: str | None = None):
 def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset, batch_size: int,
                    precision: str = "auto"):
     """Start and end logits for every feature, padded with -100 to the longest feature, computed in
-    `precision` (train.precision).
-
-    Features are predicted longest first, so that each batch is padded only to its own longest
-    feature and barely at all (and a batch too large for memory fails at once), then put back in order.
-    """
-    longest_first = np.argsort([-len(ids) for ids in features["input_ids"]], kind="stable")
+    `precision` (train.precision), `batch_size` features at a time."""
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(
             model=model,
@@ -39,7 +35,18 @@ def predict_logits(model: torch.nn.Module, tokenizer, features: datasets.Dataset
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
         )
-        start_logits, end_logits = trainer.predict(features.select(longest_first)).predictions
+        return trainer_logits(trainer, features)
+
+
+def trainer_logits(trainer: Trainer, features: datasets.Dataset):
+    """`predict_logits` through `trainer`, with its model, precision and evaluation batch size: training
+    scores its validation set with its own Trainer, so through the same code as the evaluate stage.
+
+    Features are predicted longest first, so that each batch is padded only to its own longest
+    feature and barely at all (and a batch too large for memory fails at once), then put back in order.
+    """
+    longest_first = np.argsort([-len(ids) for ids in features["input_ids"]], kind="stable")
+    start_logits, end_logits = trainer.predict(features.select(longest_first)).predictions
     in_order = np.argsort(longest_first)
     start_logits, end_logits = np.asarray(start_logits)[in_order], np.asarray(end_logits)[in_order]
     beyond = np.arange(start_logits.shape[1]) >= np.array([len(ids) for ids in features["input_ids"]])[:, None]
@@ -62,3 +69,20 @@ def answer_questions(
     return best_answers(
         examples, features, start_logits, end_logits, decoding["n_best"], decoding["max_answer_length"]
     )
+
+
+class Validation:
+    """The validation set as training scores it at the end of every epoch: its examples, tokenized once,
+    answered through the training's own Trainer and decoded as the evaluate stage decodes."""
+
+    def __init__(self, examples: datasets.Dataset, tokenizer, window: dict, decoding: dict):
+        self.examples, self.decoding = examples, decoding
+        self.features = tokenize(examples, tokenizer, window, training=False)
+        self.references = {example["id"]: example["answers"]["text"] for example in examples}
+
+    def scores(self, trainer: Trainer) -> dict[str, float]:
+        """{"exact_match", "f1"} in percent of the trainer's model as it is now."""
+        start_logits, end_logits = trainer_logits(trainer, self.features)
+        answers = best_answers(self.examples, self.features, start_logits, end_logits, self.decoding["n_best"],
+                               self.decoding["max_answer_length"])
+        return squad_scores(answer_texts(answers), self.references)

@@ -81,12 +81,15 @@ def linear_module_names(model: torch.nn.Module) -> list[str]:
     })
 
 
-def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, target_modules, fused: bool = True) -> PeftModel:
+def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, target_modules, fused: bool = True,
+             use_rslora: bool = False) -> PeftModel:
     """Wrap `model` with LoRA adapters on `target_modules` and train the QA head fully.
 
     `target_modules` is "all-linear" (every linear layer of the encoder) or a list of module
     names; names are checked against the model, since they differ by architecture
-    (DistilBERT: q_lin, v_lin, ...; BERT: query, value, ...). With `fused` (lora.fused), adapted
+    (DistilBERT: q_lin, v_lin, ...; BERT: query, value, ...). `use_rslora` scales the adapters' output by
+    alpha / sqrt(r) instead of alpha / r (rank-stabilised LoRA), so that a higher rank does not shrink each
+    direction's update at a fixed rate. With `fused` (lora.fused), adapted
     layers compute through `FusedLoraLinear`, and those fed by a GELU save its input rather than its
     output (`keep_gelu_inputs`); without, they are peft's own.
     """
@@ -111,6 +114,7 @@ def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targe
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
+        use_rslora=use_rslora,
         target_modules=target_modules,
         exclude_modules=[QA_HEAD],
     )
@@ -142,7 +146,8 @@ def for_mode(model: torch.nn.Module, mode: str, lora: dict) -> torch.nn.Module:
     """`model` (an encoder with its QA head) made ready for training `mode`: as it is for "full",
     wrapped with adapters of params.yaml's `lora` section for "lora", its encoder frozen for "head"."""
     if mode == "lora":
-        return add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"], lora["fused"])
+        return add_lora(model, lora["r"], lora["alpha"], lora["dropout"], lora["target_modules"], lora["fused"],
+                        lora["use_rslora"])
     if mode == "head":
         return freeze_encoder(model)
     return model

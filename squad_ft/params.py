@@ -48,6 +48,9 @@ OPTIONAL_PROBABILITY = Check(lambda v: v is None or PROBABILITY.test(v), "a numb
 TEXT = Check(_text, "a non-empty string")
 FLAG = Check(lambda v: isinstance(v, bool), "true or false")
 COUNT = Check(lambda v: v is None or POSITIVE_INTEGER.test(v), "a positive integer, null or all")
+PATIENCE = Check(lambda v: v is None or POSITIVE_INTEGER.test(v), "a positive integer or null")
+SELECTIONS = ("best", "last")  # train.select: the epoch of best validation F1, or the last
+SELECT = Check(lambda v: v in SELECTIONS, f"one of {', '.join(SELECTIONS)}")
 REVISION = Check(lambda v: v is None or _text(v), "a commit hash, branch or tag, or null")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision; squad_ft.device chooses for auto
 PRECISION = Check(lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}")
@@ -57,15 +60,16 @@ NAMES = Check(lambda v: _text(v) or (isinstance(v, list) and bool(v) and all(map
 SCHEMA = {
     "data": {"source": TEXT, "revision": REVISION, "n_examples": COUNT, "test_size": FRACTION, "seed": SEED},
     "heldout": {"source": TEXT, "revision": REVISION, "split": TEXT, "n_examples": COUNT},
+    "validation": {"n_examples": POSITIVE_INTEGER},
     "model": {"name": TEXT, "revision": REVISION, "max_length": POSITIVE_INTEGER, "doc_stride": POSITIVE_INTEGER,
               "max_question_length": POSITIVE_INTEGER, "num_proc": POSITIVE_INTEGER},
     "train": {"batch_size": POSITIVE_INTEGER, "warmup_fraction": PROBABILITY, "weight_decay": NON_NEGATIVE,
               "logging_steps": POSITIVE_INTEGER, "checkpoint_steps": POSITIVE_INTEGER, "nproc": POSITIVE_INTEGER,
               "seed": SEED, "attention_dropout": OPTIONAL_PROBABILITY, "gradient_checkpointing": FLAG,
-              "precision": PRECISION},
+              "precision": PRECISION, "select": SELECT, "patience": PATIENCE},
     "full": {"epochs": POSITIVE, "learning_rate": POSITIVE},
     "lora": {"epochs": POSITIVE, "learning_rate": POSITIVE, "r": POSITIVE_INTEGER, "alpha": POSITIVE,
-             "dropout": PROBABILITY, "target_modules": NAMES, "fused": FLAG},
+             "use_rslora": FLAG, "dropout": PROBABILITY, "target_modules": NAMES, "fused": FLAG},
     "head": {"epochs": POSITIVE, "learning_rate": POSITIVE},
     "evaluate": {"batch_size": POSITIVE_INTEGER, "n_best": POSITIVE_INTEGER, "max_answer_length": POSITIVE_INTEGER},
     "bootstrap": {"resamples": _at_least(100), "seed": SEED, "confidence": FRACTION},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -17,18 +17,24 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from dvclive import Live
 from squad_ft.device import cpu_model, device_and_precision, is_main_process, trainer_arguments, world_size
 from squad_ft.errors import UserError
+from squad_ft.inference import Validation
 from squad_ft.memory import peak_memory_mb, start_memory_peak
 from squad_ft.modeling import count_parameters
 
 ORDER_STATE_FILE = "batch_order_rng_state_{rank}.pth"  # in each checkpoint, beside the Trainer's RNG states
 
 
-def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArguments:
-    """TrainingArguments from the shared `train` params merged with one mode's (`full` or `lora`)."""
+def training_arguments(output_dir: str, hyper: dict, seed: int, eval_batch_size: int | None = None) -> TrainingArguments:
+    """TrainingArguments from the shared `train` params merged with one mode's (`full`, `lora` or `head`);
+    with `eval_batch_size`, a validation at the end of every epoch, whose F1 the Trainer tracks the best of."""
     processes = world_size()
     if hyper["batch_size"] % processes:  # params.py checks it against train.nproc; torchrun by hand may differ
         raise UserError(f"train.batch_size {hyper['batch_size']} does not split evenly over the {processes} processes "
                         "torchrun started: it is the global batch")
+    validation = {"eval_strategy": "epoch", "per_device_eval_batch_size": eval_batch_size,
+                  "metric_for_best_model": "f1", "greater_is_better": True,
+                  # the early-stopping counter travels in the checkpoints too
+                  "restore_callback_states_from_checkpoint": True} if eval_batch_size else {}
     distributed = {"ddp_backend": "nccl" if torch.cuda.is_available() else "gloo",
                    "ddp_find_unused_parameters": False} if processes > 1 else {}
     return trainer_arguments(
@@ -48,18 +54,37 @@ def training_arguments(output_dir: str, hyper: dict, seed: int) -> TrainingArgum
         logging_first_step=True,
         save_strategy="steps",
         save_steps=hyper["checkpoint_steps"],
-        save_total_limit=1,
+        save_total_limit=1,  # and the best epoch's checkpoint, which the Trainer keeps while it is the best
         seed=seed,
+        **validation,
     )
+
+
+def at_epoch_end(state) -> bool:
+    return state.epoch is not None and float(state.epoch).is_integer()
 
 
 class LogWhenSaving(TrainerCallback):
     """Log the loss at every checkpoint's step too: a resumed run starts with no loss accumulated
-    since the last log, so a checkpoint must hold none, or the resumed run logs other averages."""
+    since the last log, so a checkpoint must hold none, or the resumed run logs other averages.
+
+    With `validating`, every epoch's end is checkpointed too, after its validation (not before, as a
+    step checkpoint falling there would be): the best epoch's weights are then a checkpoint, which the
+    Trainer keeps, and a run resumed there has its validation already."""
+
+    def __init__(self, validating: bool):
+        self.validating = validating
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.validating and at_epoch_end(state):
+            control.should_save, control.should_log = False, True  # saved at on_epoch_end, after validation
         if control.should_save:  # set by the Trainer's own flow callback, which runs first
             control.should_log = True
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.validating:
+            control.should_save = True
         return control
 
 
@@ -91,12 +116,23 @@ class ResumableTrainer(Trainer):
     """The Trainer, whose checkpoints also hold the random state of the epoch's batch order, so that
     a run resumed from any checkpoint, mid-epoch included, trains exactly as an uninterrupted one.
 
-    Relies on two non-public Trainer methods, `_get_train_sampler` and `_save_rng_state` (docs/pipeline.md).
+    With a `validation` set, `evaluate` scores it (the Trainer calls it at every epoch's end).
+    Relies on non-public Trainer methods: `_get_train_sampler`, `_save_rng_state` and `_load_best_model`
+    (docs/pipeline.md).
     """
 
-    def __init__(self, *args, resume_from: Path | None = None, **kwargs):
+    def __init__(self, *args, resume_from: Path | None = None, validation: Validation | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.order, self.resume_from = None, resume_from
+        self.order, self.resume_from, self.validation = None, resume_from, validation
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The validation set's EM and F1, logged (`eval_exact_match`, `eval_f1`): the Trainer calls it at
+        every epoch's end, then tracks the best F1 and its step (`state.best_metric`, `best_global_step`)."""
+        metrics = {f"{metric_key_prefix}_{name}": round(value, 4)
+                   for name, value in self.validation.scores(self).items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
     def _order_file(self, checkpoint: Path | str) -> Path:
         return Path(checkpoint) / ORDER_STATE_FILE.format(rank=self.args.process_index)
@@ -115,12 +151,14 @@ class ResumableTrainer(Trainer):
         torch.save(self.order.drawn_from if self.order else None, self._order_file(output_dir))
 
 
-def run_key(mode: str, params: dict, inputs: dict, features_dir: Path, code_dirs: tuple[Path, ...]) -> str:
-    """A hash of everything that determines a training run: its params, its inputs' fingerprints (another
-    base model under the same name starts over), its features and the code."""
+def run_key(mode: str, params: dict, inputs: dict, data: tuple[Path, ...], code_dirs: tuple[Path, ...]) -> str:
+    """A hash of everything that determines a training run: its params (validation's decoding included),
+    its inputs' fingerprints (another base model under the same name starts over), its data (features
+    and validation set: files or folders) and the code."""
     digest = hashlib.sha256(json.dumps(
-        [mode, params["model"], params["train"], params[mode], inputs], sort_keys=True).encode())
-    for path in sorted(features_dir.rglob("*")) + sorted(p for d in code_dirs for p in d.rglob("*.py")):
+        [mode, params["model"], params["train"], params[mode], params["evaluate"], inputs], sort_keys=True).encode())
+    files = [p for path in data for p in ([path] if path.is_file() else sorted(path.rglob("*")))]
+    for path in files + sorted(p for d in code_dirs for p in d.rglob("*.py")):
         if path.is_file():
             digest.update(str(path).encode())
             digest.update(path.read_bytes())
@@ -161,6 +199,11 @@ def write_training_log(live_dir: Path, log_history: list[dict]) -> None:
             for key, value in entry.items():
                 if key != "step" and isinstance(value, (int, float)):
                     live.log_metric(key, value)
+        for entry in log_history:  # against the epoch, so that runs of any length share the x axis
+            if "eval_f1" in entry:
+                live.step = round(entry["epoch"])
+                live.log_metric("validation/exact_match", entry["eval_exact_match"])
+                live.log_metric("validation/f1", entry["eval_f1"])
         final = next((entry for entry in reversed(log_history) if "train_runtime" in entry), {})
         if "train_runtime" in final:  # of this process's part of the run: a resumed run's
             live.summary["train_runtime"] = final["train_runtime"]
@@ -182,10 +225,16 @@ def train(
     model_dir: Path | None,
     live_dir: Path | None,
     checkpoint_dir: Path,
+    validation: Validation | None = None,
     callbacks: tuple[TrainerCallback, ...] = (),
 ) -> dict:
     """Train `model` on `features`, save it to `model_dir`, log to dvclive; return a summary (its
     COSTS, and what the run was).
+
+    With a `validation` set, it is scored at the end of every epoch; the model saved is the best epoch's
+    by validation F1 (hyper["select"] "best") or the last's ("last"); with hyper["patience"], training
+    stops after that many epochs without a better F1. The summary's "validation" holds every epoch's
+    scores and the chosen one's.
 
     `callbacks` are extra Trainer callbacks (the benchmark times steps with one).
     Checkpoints go to `checkpoint_dir`; a complete one found there is resumed from, and the
@@ -195,20 +244,25 @@ def train(
     trainable, total = count_parameters(model)
     resume = last_checkpoint(checkpoint_dir) if checkpoint_dir.exists() else None
     resumed_step = int(resume.name.rsplit("-", 1)[1]) if resume else 0
+    stopping = [EarlyStoppingCallback(hyper["patience"])] if validation and hyper.get("patience") else []
     trainer = ResumableTrainer(
         model=model,
-        args=training_arguments(str(checkpoint_dir), hyper, seed),
+        args=training_arguments(str(checkpoint_dir), hyper, seed,
+                                validation.decoding["batch_size"] if validation else None),
         data_collator=DataCollatorWithPadding(tokenizer),
         train_dataset=features,
+        eval_dataset=validation.features if validation else None,
         processing_class=tokenizer,
-        callbacks=[LogWhenSaving(), *callbacks],
+        callbacks=[LogWhenSaving(validation is not None), *stopping, *callbacks],
         resume_from=resume,
+        validation=validation,
     )
     if resume and is_main_process():
         print(f"resuming from {resume} (step {resumed_step})", flush=True)
     model_memory = start_memory_peak()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     peak_memory = peak_memory_mb()
+    chosen = validation and chosen_epoch(trainer, hyper["select"])
     steps_run = trainer.state.global_step - resumed_step
     features_trained = len(features) * hyper["epochs"] * steps_run / trainer.state.global_step
     if is_main_process():  # under torchrun, the other processes write nothing
@@ -235,4 +289,18 @@ def train(
         "device": device,
         "cpu": cpu_model(),
         "precision": precision,
+        **({"validation": chosen} if validation else {}),
     }
+
+
+def chosen_epoch(trainer: ResumableTrainer, select: str) -> dict:
+    """Every epoch's validation scores and the chosen epoch's ("best": of highest F1, the first of equals;
+    "last"); for "best", the trainer's model is then that epoch's, loaded from its checkpoint."""
+    epochs = [{"epoch": round(entry["epoch"]), "exact_match": entry["eval_exact_match"], "f1": entry["eval_f1"]}
+              for entry in trainer.state.log_history if "eval_f1" in entry]
+    best = max(epochs, key=lambda epoch: epoch["f1"])  # max keeps the first of equals, as the Trainer does
+    chosen = best if select == "best" else epochs[-1]
+    if chosen is not epochs[-1]:
+        trainer._load_best_model()  # the best epoch's checkpoint, which the Trainer kept for it
+    return {"exact_match": chosen["exact_match"], "f1": chosen["f1"], "epoch": chosen["epoch"],
+            "best_epoch": best["epoch"], "epochs_run": epochs[-1]["epoch"], "per_epoch": epochs}

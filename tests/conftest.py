@@ -50,13 +50,14 @@ def shared_squad() -> Path:
 
 @pytest.fixture
 def project(tmp_path, tiny_model_dir):
-    source = write_jsonl(make_examples(20), tmp_path / "squad.jsonl")
+    # 20 training examples, then 12 of unseen articles for the validation and held-out sets
+    source = write_jsonl(make_examples(20) + make_examples(12, unseen=True), tmp_path / "squad.jsonl")
     (tmp_path / "project").mkdir()
     return write_project(tmp_path / "project", **tiny_params(source, tiny_model_dir, n_examples=20))
 
 
 @pytest.fixture
 def tokenized(project):
-    for stage in ("inputs", "subset", "split"):
+    for stage in ("inputs", "subset", "split", "heldout"):
         assert run_stage(stage, cwd=project).returncode == 0
     return project

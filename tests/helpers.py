@@ -145,6 +145,7 @@ def tiny_params(source: Path, model_dir: Path, n_examples: int = 40, heldout: Pa
     return {
         "data": {"source": str(source), "n_examples": n_examples},
         "heldout": {"source": str(heldout or source), "n_examples": None},
+        "validation": {"n_examples": 8},
         "bootstrap": {"resamples": 200},
         "model": {"name": str(model_dir), "max_length": 64, "doc_stride": 16, "max_question_length": 16},
         "train": {"batch_size": 8, "logging_steps": 2, "precision": "fp32"},  # tolerances are fp32's, on any CPU
