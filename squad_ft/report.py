@@ -26,6 +26,8 @@ TRAINING_ROWS = {
     "peak_memory_mb": ("Peak memory while training", None),
     "initial_loss": ("Initial loss", "{:.2f}"),
     "final_loss": ("Final loss", "{:.2f}"),
+    "validation_epoch": ("Epoch kept (best validation F1)", "{}"),
+    "validation_f1": ("Validation: F1 of the epoch kept", "{:.1f}"),
 }
 SCORES = {"exact_match": "exact match", "f1": "F1"}
 
@@ -46,6 +48,8 @@ def _memory(megabytes: float) -> str:
 
 
 def _training_cell(key: str, value) -> str:
+    if value is None:  # a record from before the row existed
+        return ""
     if key == "train_runtime_s":
         return _duration(value)
     if key in ("model_memory_mb", "peak_memory_mb"):
@@ -83,7 +87,7 @@ def comparison_table(evaluations: dict[tuple[str, str], dict], comparisons: dict
     compared = [mode for mode in modes if any(key[1] == mode for key in comparisons)]
     rows = {}
     for key, (label, _) in TRAINING_ROWS.items():
-        rows[label] = {mode: _training_cell(key, evaluations["test", mode][key]) for mode in modes}
+        rows[label] = {mode: _training_cell(key, evaluations["test", mode].get(key)) for mode in modes}
     for eval_set in (s for s in SET_LABELS if (s, modes[0]) in evaluations):
         name = SET_LABELS[eval_set]
         metrics = {mode: evaluations[eval_set, mode] for mode in modes}

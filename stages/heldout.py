@@ -20,11 +20,12 @@ def main() -> None:
     params, n_validation = all_params["heldout"], all_params["validation"]["n_examples"]
     source, wanted = str(params["source"]), params["n_examples"]
     counts = {}
-    candidates = stream_examples(source, None, "heldout", str(params["split"]), params["revision"])
-    unseen = unseen_examples(candidates, load_jsonl(paths.train), counts)
     written = {"validation": 0, "heldout": 0}
     titles = {"validation": set(), "heldout": set()}
-    with atomic_output(paths.validation) as validation_out, atomic_output(paths.out) as heldout_out:
+    with atomic_output(paths.validation) as validation_out, atomic_output(paths.out) as heldout_out, \
+            atomic_output(paths.counts) as counts_out:  # entered first: a failure leaves none of the three
+        candidates = stream_examples(source, None, "heldout", str(params["split"]), params["revision"])
+        unseen = unseen_examples(candidates, load_jsonl(paths.train), counts)
         with validation_out.open("w", encoding="utf-8") as validation, heldout_out.open("w", encoding="utf-8") as heldout:
             files = {"validation": validation, "heldout": heldout}
             for eval_set, example in validation_first(unseen, n_validation):
@@ -47,11 +48,10 @@ def main() -> None:
         if wanted is not None and written["heldout"] < wanted:
             raise UserError(f"heldout.n_examples is {wanted} but heldout.source {source!r} has only "
                             f"{written['heldout']} examples not seen in training or validation")
-    summary = {"eval_set": "heldout", "source": source, "input": read_fingerprint(paths.input), **counts,
-               "validation_examples": written["validation"], "validation_articles": len(titles["validation"]),
-               "heldout_examples": written["heldout"], "heldout_articles": len(titles["heldout"])}
-    with atomic_output(paths.counts) as out:
-        write_json(out, summary)
+        write_json(counts_out, {
+            "eval_set": "heldout", "source": source, "input": read_fingerprint(paths.input), **counts,
+            "validation_examples": written["validation"], "validation_articles": len(titles["validation"]),
+            "heldout_examples": written["heldout"], "heldout_articles": len(titles["heldout"])})
     print(f"{written['validation']} validation examples from {len(titles['validation'])} and {written['heldout']} "
           f"held-out examples from {len(titles['heldout'])} unseen articles of {source} "
           f"({counts['dropped_seen_article'] + counts['dropped_seen_paragraph_only']} of {counts['candidates']} "

@@ -15,6 +15,8 @@ ARCHITECTURE = "distilbert-base-uncased"  # the benchmark's architecture whose c
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--training", nargs="+", required=True, type=Path, help="train stages' metrics")
+    parser.add_argument("--validations", nargs="*", default=[], type=Path,
+                        help="train stages' validation metrics (the epoch kept and its scores)")
     parser.add_argument("--evaluations", nargs="+", required=True, type=Path, help="evaluate stages' metrics")
     parser.add_argument("--comparisons", nargs="*", default=[], type=Path, help="compare stages' metrics")
     parser.add_argument("--heldout-data", type=Path, help="the heldout stage's details")
@@ -39,6 +41,9 @@ def architecture_benchmark(folder: Path | None) -> tuple[str, dict] | tuple[None
 def main() -> None:
     paths = arguments()
     training = {record["mode"]: record for record in map(read_record, paths.training)}
+    for record in map(read_record, paths.validations):
+        training[record["mode"]].update(validation_epoch=f"{record['epoch']} of {record['epochs_run']}",
+                                        validation_f1=record["f1"])
     # each evaluation with its model's training figures: the report's rows are per model
     evaluations = {(record["eval_set"], record["mode"]): {**training[record["mode"]], **record}
                    for record in map(read_record, paths.evaluations)}

@@ -31,7 +31,8 @@ from squad_ft.data import load_examples
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 MODEL, MODEL_REVISION = DEFAULTS["model"]["name"], DEFAULTS["model"]["revision"]
 DATASET, DATASET_REVISION = DEFAULTS["data"]["source"], DEFAULTS["data"]["revision"]
-SCALE = {"data": {"n_examples": 40}, "heldout": {"n_examples": 20}, "full": {"epochs": 1}, "lora": {"epochs": 1}}
+SCALE = {"data": {"n_examples": 40}, "heldout": {"n_examples": 20}, "validation": {"n_examples": 20},
+         "full": {"epochs": 1}, "lora": {"epochs": 1}}
 SQUAD_CARD = """---
 configs:
 - config_name: plain_text
@@ -131,7 +132,12 @@ def test_the_defaults_run_end_to_end_on_the_pinned_hub_revisions(stand_ins, tmp_
     adapter = json.loads((repo / "models/lora/adapter_config.json").read_text())
     assert (adapter["base_model_name_or_path"], adapter["revision"]) == (MODEL, MODEL_REVISION)
     held_out = [json.loads(line)["id"] for line in (repo / "data/split/heldout.jsonl").read_text().splitlines()]
-    assert len(held_out) == 20 and held_out[0] == load_examples(str(SAMPLE_SQUAD), 2801)[2800]["id"]
+    # the dev set stands in as the sample's questions from 2,800 on: validation takes its first article, whole
+    validation = [json.loads(line) for line in (repo / "data/split/validation.jsonl").read_text().splitlines()]
+    after = load_examples(str(SAMPLE_SQUAD), 2800 + len(validation) + 1)
+    assert [example["id"] for example in validation] == after[2800:2800 + len(validation)]["id"]
+    assert len(validation) >= 20 and {example["title"] for example in validation} == {after[2800]["title"]}
+    assert len(held_out) == 20 and held_out[0] == after[2800 + len(validation)]["id"]
     for variant in ("full", "lora", "lora-merged"):
         assert f"Pre-trained encoder: {MODEL} (Hub, revision {MODEL_REVISION})" in \
             (repo / f"models/{variant}/README.md").read_text(), variant

@@ -63,9 +63,12 @@ def test_repro_runs_every_stage_once(repo):
 def test_the_test_split_and_heldout_set_hold_the_right_questions(repo):
     repo, _ = repo
     assert len(read_ids(repo / "data/split/test.jsonl")) == 8
-    assert read_ids(repo / "data/split/heldout.jsonl") == {f"h{i:04d}" for i in range(30)}  # exactly the unseen articles
+    validation, heldout = read_ids(repo / "data/split/validation.jsonl"), read_ids(repo / "data/split/heldout.jsonl")
+    assert validation | heldout == {f"h{i:04d}" for i in range(30)} and not validation & heldout  # the unseen articles
+    assert len(validation) >= 8 and heldout
     data = read_json(repo / "metrics/heldout/data.details.json")
-    assert (data["candidates"], data["dropped_seen_article"], data["heldout_examples"]) == (70, 40, 30)
+    assert (data["candidates"], data["dropped_seen_article"]) == (70, 40)
+    assert (data["validation_examples"], data["heldout_examples"]) == (len(validation), len(heldout))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -91,6 +94,8 @@ def test_declared_metrics_hold_numbers_to_compare_and_the_details_the_rest(repo)
     declared = {path: file["data"] for path, file in next(iter(shown.values()))["data"].items()}
     scores = {f"{score}{end}" for score in ("exact_match", "f1") for end in ("", "_ci_low", "_ci_high")}
     expected = {**{f"metrics/train/{mode}.json": set(COSTS) for mode in MODES},
+                **{f"metrics/validation/{mode}.json": {"exact_match", "f1", "epoch", "best_epoch", "epochs_run"}
+                   for mode in MODES},
                 **{f"metrics/{eval_set}/{mode}.json": scores for eval_set in ("test", "heldout") for mode in MODES},
                 **{f"metrics/{eval_set}/{mode}_vs_full.json": {key.replace("_ci", "_difference_ci") if "_ci" in key
                                                               else f"{key}_difference" for key in scores}
@@ -108,9 +113,11 @@ def test_declared_metrics_hold_numbers_to_compare_and_the_details_the_rest(repo)
 
 
 @pytest.mark.parametrize("mode", ["lora", "head"])
-@pytest.mark.parametrize("eval_set, questions", [("test", 8), ("heldout", 30)])
-def test_each_comparison_pairs_a_model_and_full_on_the_same_questions(repo, mode, eval_set, questions):
+@pytest.mark.parametrize("eval_set", ["test", "heldout"])
+def test_each_comparison_pairs_a_model_and_full_on_the_same_questions(repo, mode, eval_set):
     repo, _ = repo
+    questions = len(read_ids(repo / f"data/split/{eval_set}.jsonl"))
+    assert questions == 8 if eval_set == "test" else questions > 0
     comparison = read_record(repo / f"metrics/{eval_set}/{mode}_vs_full.json")
     full, compared = (read_json(repo / f"metrics/{eval_set}/{name}.json") for name in ("full", mode))
     assert (comparison["mode"], comparison["questions"]) == (mode, questions)
@@ -141,13 +148,15 @@ def test_the_report_has_every_row_and_the_loss_plot(repo):
     report = (repo / "metrics/report.md").read_text()
     for row in ("| Trained params ", "| Test: F1 ", "| Held-out: exact match ", "| Held-out: questions "):
         assert row in report, row
-    assert "Held-out F1, LoRA - full fine-tuning on the same 30 questions" in report
+    heldout = len(read_ids(repo / "data/split/heldout.jsonl"))
+    assert f"Held-out F1, LoRA - full fine-tuning on the same {heldout} questions" in report
+    assert re.search(r"\| Epoch kept \(best validation F1\) +\| \d of 2 +\| \d of 2 +\| \d of 2 +\|", report)
     trained = [read_json(repo / f"metrics/train/{mode}.json")["trainable_params"] for mode in MODES]
     assert re.search(rf"\| Trained params +\| {trained[0]:,} +\| {trained[1]:,} +\| {trained[2]:,} +\|", report)  # the training's record
     # the reference experiment's rows: its published figures beside this run's, full, LoRA and head
     assert re.search(rf"\| Trained params +\| 66,364,418 +\| {trained[0]:,} +\| {trained[1]:,} +\| 1,538 +\| {trained[2]:,} +\|",
                      report)
-    assert "Held-out F1, head - full fine-tuning on the same 30 questions" in report
+    assert f"Held-out F1, head - full fine-tuning on the same {heldout} questions" in report
     assert (repo / "metrics/loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -157,8 +166,8 @@ def test_outputs_have_one_home_and_shared_weights_are_stored_once(repo):
         return sorted(path.name for path in folder.iterdir() if path.name != ".gitignore")  # DVC's
 
     assert names(repo / "models") == ["full", "head", "lora", "lora-merged"]
-    assert names(repo / "metrics") == ["heldout", "loss.png", "report.md", "test", "train"]
-    records = {"train": ["full", "head", "lora"], "test": ["full", "head", "head_vs_full", "lora", "lora_vs_full"],
+    assert names(repo / "metrics") == ["heldout", "loss.png", "report.md", "test", "train", "validation"]
+    records = {"train": ["full", "head", "lora"], "validation": ["full", "head", "lora"], "test": ["full", "head", "head_vs_full", "lora", "lora_vs_full"],
                "heldout": ["full", "head", "head_vs_full", "lora", "lora_vs_full"]}
     for folder, names_of_records in records.items():  # every metrics file with its details
         assert names(repo / "metrics" / folder) == sorted(
@@ -357,7 +366,8 @@ def edit_question(path: Path, index: int) -> None:
 def test_an_edited_heldout_file_reruns_only_the_heldout_stages(repo):
     repo, _ = repo
     heldout = Path(yaml.safe_load((repo / "params.yaml").read_text())["heldout"]["source"])
-    edit_question(heldout, 45)  # an unseen-article question, among the first 12 held out
+    first_held_out = sorted(read_ids(repo / "data/split/heldout.jsonl"))[0]  # not validation's: training stays
+    edit_question(heldout, 40 + int(first_held_out[1:]))  # the source: 40 training examples, then h0000, ...
     output = run(repo, "dvc", "repro")
     assert stages_run(output) == {"inputs", "heldout", *(f"evaluate@{mode}-heldout" for mode in MODES),
                                   "compare@lora-heldout", "compare@head-heldout", "report", *PACKAGES}

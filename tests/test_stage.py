@@ -131,9 +131,12 @@ def test_heldout_keeps_only_unseen_articles_in_order(tokenized):
     unseen = make_examples(5, unseen=True)
     write_jsonl(training_split(tokenized) + unseen, tokenized / "heldout.jsonl")
     set_params(tokenized, "heldout", source=str(tokenized / "heldout.jsonl"), n_examples=3)
+    set_params(tokenized, "validation", n_examples=1)  # the first unseen article, whole
     assert run_stage("heldout", cwd=tokenized).returncode == 0
-    kept = [json.loads(line)["id"] for line in (tokenized / "data/split/heldout.jsonl").read_text().splitlines()]
-    assert kept == [ex["id"] for ex in unseen[:3]]
+    kept = {name: [json.loads(line)["id"] for line in (tokenized / f"data/split/{name}.jsonl").read_text().splitlines()]
+            for name in ("validation", "heldout")}
+    assert kept["validation"] == [ex["id"] for ex in unseen if ex["title"] == unseen[0]["title"]]
+    assert kept["heldout"] == [ex["id"] for ex in unseen if ex["title"] != unseen[0]["title"]][:3]
     counts = json.loads((tokenized / "metrics/heldout/data.details.json").read_text())
     assert (counts["candidates"], counts["dropped_seen_article"], counts["unseen"], counts["heldout_examples"]) == (
         21, 16, 5, 3)
@@ -143,11 +146,12 @@ def test_heldout_drops_a_seen_paragraph_under_another_title(tokenized):
     renamed = training_split(tokenized)[:2]  # training paragraphs, filed under a new article title
     for example in renamed:
         example["title"] = "Renamed"
-    write_jsonl(renamed + make_examples(1, unseen=True), tokenized / "heldout.jsonl")
+    write_jsonl(renamed + make_examples(5, unseen=True), tokenized / "heldout.jsonl")
     set_params(tokenized, "heldout", source=str(tokenized / "heldout.jsonl"), n_examples=None)
+    set_params(tokenized, "validation", n_examples=1)
     assert run_stage("heldout", cwd=tokenized).returncode == 0
     counts = json.loads((tokenized / "metrics/heldout/data.details.json").read_text())
-    assert (counts["dropped_seen_article"], counts["dropped_seen_paragraph_only"], counts["unseen"]) == (0, 2, 1)
+    assert (counts["dropped_seen_article"], counts["dropped_seen_paragraph_only"], counts["unseen"]) == (0, 2, 5)
 
 
 @pytest.mark.parametrize("heldout, fragments", [
@@ -161,9 +165,10 @@ def test_heldout_errors_name_the_parameter_and_leave_no_output(tokenized, heldou
     write_jsonl(training_split(tokenized) + make_examples(5, unseen=True), tokenized / "heldout.jsonl")
     heldout = {"source": str(tokenized / "heldout.jsonl"), "n_examples": None, **heldout}
     set_params(tokenized, "heldout", **heldout)
+    set_params(tokenized, "validation", n_examples=1)
     assert_clean_failure(run_stage("heldout", cwd=tokenized), *fragments)
-    assert not (tokenized / "data/split/heldout.jsonl").exists()
-    assert not (tokenized / "metrics/heldout/data.details.json").exists()
+    for output in ("data/split/validation.jsonl", "data/split/heldout.jsonl", "metrics/heldout/data.details.json"):
+        assert not (tokenized / output).exists(), output  # the tokenized fixture's are removed too
 
 
 def test_bf16_trains_and_evaluates_and_is_recorded(tokenized):

@@ -140,7 +140,7 @@ def test_every_metrics_file_travels_with_its_details(dvc_yaml):
             if dep.startswith("metrics/") and not dep.endswith(".details.json"):
                 assert dep.replace(".json", ".details.json") in deps, (name, dep)
                 checked += 1
-    assert checked == 3 + 13 + 3  # train, evaluate, compare; report's 3 + 6 + 4 records; package's 3
+    assert checked == 4 + 16 + 3  # train's 2, evaluate, compare; report's 3 + 3 + 6 + 4 records; package's 3
 
 
 def test_a_record_is_its_metrics_and_its_details(tmp_path):
