@@ -166,9 +166,11 @@ def test_heldout_errors_name_the_parameter_and_leave_no_output(tokenized, heldou
     heldout = {"source": str(tokenized / "heldout.jsonl"), "n_examples": None, **heldout}
     set_params(tokenized, "heldout", **heldout)
     set_params(tokenized, "validation", n_examples=1)
+    for output in ("data/split/validation.jsonl", "data/split/heldout.jsonl", "metrics/heldout/data.details.json"):
+        (tokenized / output).unlink()  # the tokenized fixture's: the failing stage must write none
     assert_clean_failure(run_stage("heldout", cwd=tokenized), *fragments)
     for output in ("data/split/validation.jsonl", "data/split/heldout.jsonl", "metrics/heldout/data.details.json"):
-        assert not (tokenized / output).exists(), output  # the tokenized fixture's are removed too
+        assert not (tokenized / output).exists(), output
 
 
 def test_bf16_trains_and_evaluates_and_is_recorded(tokenized):
