@@ -6,8 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import math
+
 import datasets
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
@@ -117,8 +120,8 @@ class ResumableTrainer(Trainer):
     a run resumed from any checkpoint, mid-epoch included, trains exactly as an uninterrupted one.
 
     With a `validation` set, `evaluate` scores it (the Trainer calls it at every epoch's end).
-    Relies on non-public Trainer methods: `_get_train_sampler`, `_save_rng_state` and `_load_best_model`
-    (docs/pipeline.md).
+    Relies on non-public Trainer methods: `_get_train_sampler`, `_get_eval_sampler`, `_save_rng_state` and
+    `_load_best_model` (docs/pipeline.md).
     """
 
     def __init__(self, *args, resume_from: Path | None = None, validation: Validation | None = None, **kwargs):
@@ -133,6 +136,13 @@ class ResumableTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _get_eval_sampler(self, eval_dataset):
+        """In order: under group_by_length the Trainer would shuffle evaluation batches by length too, and
+        the validation's logits must come back in its features' order, as the evaluate stage's do."""
+        if eval_dataset is None or self.args.world_size > 1:  # under DDP, the Trainer's own default
+            return None
+        return SequentialSampler(eval_dataset)
 
     def _order_file(self, checkpoint: Path | str) -> Path:
         return Path(checkpoint) / ORDER_STATE_FILE.format(rank=self.args.process_index)
@@ -201,7 +211,7 @@ def write_training_log(live_dir: Path, log_history: list[dict]) -> None:
                     live.log_metric(key, value)
         for entry in log_history:  # against the epoch, so that runs of any length share the x axis
             if "eval_f1" in entry:
-                live.step = round(entry["epoch"])
+                live.step = math.ceil(entry["epoch"] - 1e-9)  # a last, partial epoch (epochs: 2.5) is the 3rd
                 live.log_metric("validation/exact_match", entry["eval_exact_match"])
                 live.log_metric("validation/f1", entry["eval_f1"])
         final = next((entry for entry in reversed(log_history) if "train_runtime" in entry), {})
@@ -264,7 +274,8 @@ def train(
     peak_memory = peak_memory_mb()
     chosen = validation and chosen_epoch(trainer, hyper["select"])
     steps_run = trainer.state.global_step - resumed_step
-    features_trained = len(features) * hyper["epochs"] * steps_run / trainer.state.global_step
+    # the epochs run: fewer than hyper["epochs"] when training stopped early
+    features_trained = len(features) * trainer.state.epoch * steps_run / trainer.state.global_step
     if is_main_process():  # under torchrun, the other processes write nothing
         trainer.model.save_pretrained(str(model_dir))  # safetensors only: no pickled training arguments
         tokenizer.save_pretrained(str(model_dir))
@@ -296,7 +307,7 @@ def train(
 def chosen_epoch(trainer: ResumableTrainer, select: str) -> dict:
     """Every epoch's validation scores and the chosen epoch's ("best": of highest F1, the first of equals;
     "last"); for "best", the trainer's model is then that epoch's, loaded from its checkpoint."""
-    epochs = [{"epoch": round(entry["epoch"]), "exact_match": entry["eval_exact_match"], "f1": entry["eval_f1"]}
+    epochs = [{"epoch": math.ceil(entry["epoch"] - 1e-9), "exact_match": entry["eval_exact_match"], "f1": entry["eval_f1"]}
               for entry in trainer.state.log_history if "eval_f1" in entry]
     best = max(epochs, key=lambda epoch: epoch["f1"])  # max keeps the first of equals, as the Trainer does
     chosen = best if select == "best" else epochs[-1]

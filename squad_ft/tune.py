@@ -14,8 +14,9 @@ held-out sets are never scored: the choice cannot have looked at them.
 
 The studies live in an Optuna storage (--storage, default sqlite:///tune/studies.db). A killed tuning
 resumes where it stopped: a finished trial never runs again, one cut off runs again from its start.
-Several workers may share one study through one storage (a SQLite file on one machine, a PostgreSQL
-URL across machines), each in its own clone of the project: each trial is claimed by one worker.
+Several workers may share one study through one storage (a SQLite file given by its absolute path,
+sqlite:////path/studies.db, on one machine; a PostgreSQL URL across machines), each in its own clone of
+the project: each trial is claimed by one worker.
 Start the first worker before the others (it draws the trials).
 
 The report picks each mode's best trial by validation F1 alone, prints its expected best validation F1
@@ -97,7 +98,7 @@ def open_study(storage: str, name: str, mode: str, space: dict, seed: int, trial
     with _bookkeeping(storage):
         study = optuna.create_study(storage=storage, study_name=study_name(name, mode), direction="maximize",
                                     load_if_exists=True)
-        if not study.user_attrs:
+        if "drawn" not in study.user_attrs:  # new, or killed while being created: "drawn" is written last
             for key, value in recipe.items():
                 study.set_user_attr(key, value)
             study.set_user_attr("drawn", draw_trials(space, seed, trials))
@@ -153,10 +154,11 @@ def work(study, runner: Runner, storage: str) -> int:
             if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 return ran
             trial = study.ask()  # takes a waiting trial, atomically: another worker cannot take it too
-        if trial.user_attrs.get("index") is None:  # another worker took the last waiting one first
-            study.tell(trial, state=TrialState.FAIL)
-            continue
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+            if trial.user_attrs.get("index") is None:  # another worker took the last waiting one first
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            # under the lock: a trial is never seen running without the worker that can be checked for
+            trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         settings = {name: (trial.suggest_float(name, dist.low, dist.high, log=dist.log)
                            if hasattr(dist, "low") else trial.suggest_categorical(name, dist.choices))
                     for name, dist in dists.items()}  # the drawn values: the trial was queued with them
@@ -180,12 +182,33 @@ def _setting(key: str, value) -> str:
     return f"-S{key}={value if isinstance(value, str) else json.dumps(value)}"
 
 
+BACKUP = Path("tune/params.yaml.before")  # params.yaml as tuning found it, until tuning ends
+
+
+@contextlib.contextmanager
+def params_kept() -> Iterator[None]:
+    """params.yaml as it was before tuning, after every trial and at the end, even after a tuning killed
+    mid-trial (`dvc exp run -S` edits the file): a backup kept until tuning ends is restored on the next start."""
+    if BACKUP.exists():
+        print(f"params.yaml restored from {BACKUP}: a tuning was killed with a trial's settings in it", flush=True)
+        PARAMS_FILE.write_bytes(BACKUP.read_bytes())
+    else:
+        BACKUP.parent.mkdir(parents=True, exist_ok=True)
+        BACKUP.write_bytes(PARAMS_FILE.read_bytes())
+    try:
+        yield
+    finally:
+        PARAMS_FILE.write_bytes(BACKUP.read_bytes())
+        BACKUP.unlink()
+
+
 def dvc_runner(settings: dict, env: dict) -> Runner:
     """A runner of each trial as `dvc exp run -n NAME -S ... train@MODE` on top of `settings`, in this
-    workspace; params.yaml is put back after each, so every trial starts from the same params."""
+    workspace, inside `params_kept`: params.yaml is put back after each, so every trial starts from the same
+    params."""
 
     def run(mode: str, trial_settings: dict, name: str) -> dict:
-        original = PARAMS_FILE.read_bytes()
+        original = BACKUP.read_bytes()
         command = ["dvc", "exp", "run", "-n", name, *(_setting(key, value) for key, value in settings.items()),
                    *(_setting(f"{mode}.{key}", value) for key, value in trial_settings.items()), f"train@{mode}"]
         print("$ " + " ".join(command), flush=True)
@@ -212,9 +235,13 @@ def finished_trials(study) -> list[dict]:
     """The study's finished trials: {"index", "settings", "f1", ...} in the order they were drawn."""
     from optuna.trial import TrialState
 
-    trials = [{"index": trial.user_attrs["index"], "settings": trial.params, **trial.user_attrs}
-              for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    return sorted(trials, key=lambda trial: trial["index"])
+    trials = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        # the first finished of each drawn trial: on a storage without a lock (not SQLite) two workers may
+        # both have queued one again; the budget counts it once
+        trials.setdefault(trial.user_attrs["index"], {"index": trial.user_attrs["index"], "settings": trial.params,
+                                                      **trial.user_attrs})
+    return [trials[index] for index in sorted(trials)]
 
 
 def chosen(trials: list[dict]) -> dict:
@@ -355,9 +382,11 @@ def main() -> None:
         if mode not in tune["space"]:
             raise UserError(f"params.yaml: tune.space has no {mode!r} (it holds {', '.join(tune['space'])})")
     runner = dvc_runner(settings, dvc_environment())
-    for mode in args.modes:  # one mode's trials after another: each mode's budget is spent in full
-        study = open_study(args.storage, args.study, mode, tune["space"][mode], tune["seed"], args.trials, settings)
-        work(study, runner, args.storage)
+    with params_kept():
+        for mode in args.modes:  # one mode's trials after another: each mode's budget is spent in full
+            study = open_study(args.storage, args.study, mode, tune["space"][mode], tune["seed"], args.trials,
+                               settings)
+            work(study, runner, args.storage)
     print(f"done: {args.trials} trials of each of {', '.join(args.modes)}; "
           f"python -m squad_ft.tune --report --storage {args.storage} --study {args.study}")
 

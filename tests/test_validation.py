@@ -119,3 +119,27 @@ def test_select_last_writes_the_last_epoch_and_patience_stops_early(small_run, t
     assert stopped["epochs_run"] == best + 2  # two epochs without a better F1, then no more
     assert [epoch["f1"] for epoch in stopped["per_epoch"]] == scores[:best + 2]  # the same run, cut short
     assert stopped["epoch"] == best and same_weights(written, per_epoch[best])
+
+
+def test_training_predicts_validation_in_its_features_order_as_the_evaluate_stage_does(small_run, tmp_path):
+    """The Trainer would shuffle evaluation batches by length under group_by_length, as it does training's:
+    the training's logits must be the evaluate stage's, feature by feature."""
+    import numpy as np
+    from transformers import DataCollatorWithPadding
+
+    from squad_ft.inference import predict_logits, trainer_logits
+    from squad_ft.training import ResumableTrainer, training_arguments
+
+    model_dir, tokenizer, features, validation = small_run
+    params = load_params()
+    hyper = {**params["train"], **params["full"], "precision": "fp32"}
+    set_seed(0)
+    model = build_model(str(model_dir), "full", 0.0, params["lora"]).eval()
+    trainer = ResumableTrainer(model=model, args=training_arguments(str(tmp_path), hyper, 0, 4),
+                               data_collator=DataCollatorWithPadding(tokenizer), train_dataset=features,
+                               eval_dataset=validation.features, processing_class=tokenizer, validation=validation)
+    during_training = trainer_logits(trainer, validation.features)
+    evaluate_stage = predict_logits(model, tokenizer, validation.features, 4, "fp32")
+    assert len({row.tobytes() for row in evaluate_stage[0]}) > 5  # features that a shuffle would tell apart
+    for ours, theirs in zip(during_training, evaluate_stage):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
