@@ -20,23 +20,25 @@ PRECISION = "train.precision"
 DVC_YAML = Path(__file__).resolve().parents[1] / "dvc.yaml"  # the pipeline this package belongs to
 
 
-def path_templates(dvc_yaml: Path = DVC_YAML) -> tuple[str, str, str, str]:
-    """Where each experiment's questions, predictions, evaluation metrics and training metrics are, read
-    from dvc.yaml's evaluate and train stages, as templates with {set} and {mode}."""
+def path_templates(dvc_yaml: Path = DVC_YAML) -> tuple[str, str, str, str, str]:
+    """Where each experiment's questions, predictions, evaluation metrics, training metrics and validation
+    metrics are, read from dvc.yaml's evaluate and train stages, as templates with {set} and {mode}."""
     try:
         stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
         evaluate, train = stages["evaluate"], stages["train"]["do"]
         entries = lambda items: [item if isinstance(item, str) else next(iter(item)) for item in items]  # noqa: E731
         found = (next(dep for dep in entries(evaluate["deps"]) if "${item.set}" in dep and "${item.mode}" not in dep),
                  next(out for out in entries(evaluate["outs"]) if "${item.mode}" in out and "${item.set}" in out),
-                 entries(evaluate["metrics"])[0], entries(train["metrics"])[0])
+                 entries(evaluate["metrics"])[0], *entries(train["metrics"])[:2])
+        if len(found) != 5:
+            raise IndexError("the train stage declares fewer than 2 metrics files (training, validation)")
     except (OSError, yaml.YAMLError, KeyError, TypeError, IndexError, StopIteration) as err:
         raise UserError(f"{dvc_yaml}: cannot find the evaluate and train stages' paths: {first_line(err)}") from err
     return tuple(path.replace("${item.set}", "{set}").replace("${item.mode}", "{mode}").replace("${item}", "{mode}")
                  for path in found)
 
 
-QUESTIONS, PREDICTIONS, EVALUATION, TRAINING = path_templates()
+QUESTIONS, PREDICTIONS, EVALUATION, TRAINING, VALIDATION = path_templates()
 
 
 def _flatten(params: dict, prefix: str = "") -> dict:

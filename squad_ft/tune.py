@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from squad_ft.errors import UserError
+from squad_ft.experiments import TRAINING, VALIDATION
 from squad_ft.params import load_params
 from squad_ft.stage import MODES, run_stage
 
@@ -218,8 +219,8 @@ def dvc_runner(settings: dict, env: dict) -> Runner:
             PARAMS_FILE.write_bytes(original)
         if status:
             raise UserError(f"trial {name}: `dvc exp run` failed with exit status {status}; its first error is above")
-        validation = json.loads(Path(f"metrics/validation/{mode}.json").read_text())
-        training = json.loads(Path(f"metrics/train/{mode}.json").read_text())
+        validation = json.loads(Path(VALIDATION.format(mode=mode)).read_text())  # the paths dvc.yaml gives
+        training = json.loads(Path(TRAINING.format(mode=mode)).read_text())
         return {"f1": validation["f1"], "exact_match": validation["exact_match"], "epoch": validation["epoch"],
                 "epochs_run": validation["epochs_run"], "train_runtime_s": training["train_runtime_s"],
                 "experiment": name}

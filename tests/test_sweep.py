@@ -280,9 +280,9 @@ def test_the_summary_takes_its_paths_from_dvc_yaml(tmp_path):
     (tmp_path / "dvc.yaml").write_text(moved)
     assert path_templates(tmp_path / "dvc.yaml") == (
         "data/split/{set}.jsonl", "outputs/answers/{set}/{mode}.json", "metrics/{set}/{mode}.json",
-        "metrics/training/{mode}.json")
+        "metrics/training/{mode}.json", "metrics/validation/{mode}.json")
     assert path_templates() == ("data/split/{set}.jsonl", "data/predictions/{set}/{mode}.json",
-                                "metrics/{set}/{mode}.json", "metrics/train/{mode}.json")
+                                "metrics/{set}/{mode}.json", "metrics/train/{mode}.json", "metrics/validation/{mode}.json")
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     with pytest.raises(UserError, match="cannot find the evaluate and train stages' paths"):
         path_templates(tmp_path / "dvc.yaml")
