@@ -131,8 +131,9 @@ class ResumableTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """The validation set's EM and F1, logged (`eval_exact_match`, `eval_f1`): the Trainer calls it at
         every epoch's end, then tracks the best F1 and its step (`state.best_metric`, `best_global_step`)."""
-        metrics = {f"{metric_key_prefix}_{name}": round(value, 4)
-                   for name, value in self.validation.scores(self).items()}
+        with torch.random.fork_rng(devices=[]):  # a DataLoader draws from the random stream: leave training's as it was
+            scores = self.validation.scores(self)
+        metrics = {f"{metric_key_prefix}_{name}": round(value, 4) for name, value in scores.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
