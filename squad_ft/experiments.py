@@ -108,10 +108,11 @@ ARCHIVED_METRICS = (*(TRAINING.format(mode=mode) for mode in MODES),
                     *(EVALUATION.format(set=eval_set, mode=mode) for mode in MODES for eval_set in EVAL_SETS))
 
 
-def copy_experiment(rev: str, destination: Path) -> None:
+def copy_experiment(rev: str, destination: Path, stages: list[str] | None = None) -> None:
     """Experiment `rev`'s params.yaml, dvc.lock, metrics/ and data/predictions/, from git and DVC's
     cache, into `destination`, laid out as in the workspace: a copy that git can keep, for `--archive`.
-    An older copy at `destination` is replaced; a failed copy leaves nothing."""
+    `stages` (names in dvc.lock, such as "train@lora"): only their outputs. An older copy at `destination`
+    is replaced; a failed copy leaves nothing."""
     from dvc.api import DVCFileSystem
     from dvc.exceptions import DvcException
 
@@ -121,8 +122,9 @@ def copy_experiment(rev: str, destination: Path) -> None:
         fs = DVCFileSystem(".", rev=rev)
         # what the experiment made: the outputs its dvc.lock records (an experiment of some stages only, such
         # as one mode's, has no files for the outputs dvc.yaml declares for the others)
-        stages = yaml.safe_load(fs.read_text("dvc.lock"))["stages"].values()
-        made = {entry["path"] for stage in stages for entry in stage.get("outs", [])}
+        locked = yaml.safe_load(fs.read_text("dvc.lock"))["stages"]
+        made = {entry["path"] for name, stage in locked.items() if stages is None or name in stages
+                for entry in stage.get("outs", [])}
         for path in (path for top in ARCHIVED for path in (fs.find(top) if fs.isdir(top) else [top])):
             if path not in ("params.yaml", "dvc.lock") and path not in made:
                 continue  # DVC's .gitignore files (they would hide the predictions from git), and outputs not made

@@ -12,12 +12,15 @@ whatever runs them. Each trial is `dvc exp run -n STUDY-MODE-NUMBER -S ... train
 alone, which scores the validation set every epoch and keeps the best epoch (train.select). Test and
 held-out sets are never scored: the choice cannot have looked at them.
 
-The studies live in an Optuna storage (--storage, default sqlite:///tune/studies.db). A killed tuning
-resumes where it stopped: a finished trial never runs again, one cut off runs again from its start.
-Several workers may share one study through one storage (a SQLite file given by its absolute path,
-sqlite:////path/studies.db, on one machine; a PostgreSQL URL across machines), each in its own clone of
-the project: each trial is claimed by one worker.
-Start the first worker before the others (it draws the trials).
+The modes take turns, one trial each, so that every mode has had the same number of trials whenever
+tuning stops. The studies live in an Optuna storage (--storage, default sqlite:///tune/studies.db; a plain
+file path is an Optuna journal, a text file that git can keep). A killed tuning resumes where it
+stopped: a finished trial never runs again, one cut off runs again from its start, also after the
+machine restarted. Several workers may share one study through one storage (a SQLite or journal file
+given by its absolute path on one machine; a PostgreSQL URL across machines), each in its own clone of
+the project: each trial is claimed by one worker. Start the first worker before the others (it draws
+the trials). `--copy-to DIR` copies each finished trial's params.yaml, dvc.lock and training and
+validation metrics into DIR/NAME, where git can keep them after DVC's experiments are gone.
 
 The report picks each mode's best trial by validation F1 alone, prints its expected best validation F1
 against the number of trials tried (Dodge et al., 2019, "Show your work": the expected maximum of n
@@ -39,7 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from squad_ft.errors import UserError
-from squad_ft.experiments import TRAINING, VALIDATION
+from squad_ft.experiments import TRAINING, VALIDATION, copy_experiment
 from squad_ft.params import load_params
 from squad_ft.stage import MODES, run_stage
 
@@ -71,13 +74,31 @@ def study_name(name: str, mode: str) -> str:
     return f"{name}-{mode}"
 
 
-def _lock_file(storage: str) -> Path | None:
-    """The lock beside a SQLite storage's file, which serialises the workers' bookkeeping."""
+def _storage_file(storage: str) -> Path | None:
+    """The file of a storage on this machine: a SQLite URL's database, or a journal's path."""
     if storage.startswith("sqlite:///"):
-        path = Path(storage.removeprefix("sqlite:///"))
+        return Path(storage.removeprefix("sqlite:///"))
+    return None if "://" in storage else Path(storage)
+
+
+def open_storage(storage: str):
+    """What Optuna takes as `storage`: a database URL as it is; a file path (no "://") an Optuna journal file,
+    plain text, one line per change, that git can keep and diff."""
+    path = _storage_file(storage)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path.with_name(path.name + ".lock")
-    return None
+    if "://" in storage:
+        return storage
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _lock_file(storage: str) -> Path | None:
+    """The lock beside a storage's file (SQLite or journal), which serialises the workers' bookkeeping."""
+    path = _storage_file(storage)  # not NAME.lock: Optuna's journal locks itself there
+    return path.with_name(path.name + ".workers.lock") if path else None
 
 
 @contextlib.contextmanager
@@ -97,8 +118,8 @@ def open_study(storage: str, name: str, mode: str, space: dict, seed: int, trial
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recipe = {"space": space, "seed": seed, "trials": trials, "settings": settings}
     with _bookkeeping(storage):
-        study = optuna.create_study(storage=storage, study_name=study_name(name, mode), direction="maximize",
-                                    load_if_exists=True)
+        study = optuna.create_study(storage=open_storage(storage), study_name=study_name(name, mode),
+                                    direction="maximize", load_if_exists=True)
         if "drawn" not in study.user_attrs:  # new, or killed while being created: "drawn" is written last
             for key, value in recipe.items():
                 study.set_user_attr(key, value)
@@ -111,10 +132,24 @@ def open_study(storage: str, name: str, mode: str, space: dict, seed: int, trial
     return study
 
 
+def _boot() -> str:
+    """This machine's boot: a process of an earlier boot, or of an earlier machine of the same name, is gone."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _worker() -> dict:
+    return {"host": socket.gethostname(), "boot": _boot(), "pid": os.getpid()}
+
+
 def _alive(worker: dict | None) -> bool:
     """Whether the worker that claimed a trial still runs: known on this machine only (elsewhere: assumed)."""
     if not worker or worker["host"] != socket.gethostname():
         return True
+    if worker.get("boot", _boot()) != _boot():  # the machine restarted since (or is another of the same name)
+        return False
     try:
         os.kill(worker["pid"], 0)
     except ProcessLookupError:
@@ -141,15 +176,16 @@ def _queue_unfinished(study) -> None:
             study.enqueue_trial(params, user_attrs={"index": index})
 
 
-def work(study, runner: Runner, storage: str) -> int:
-    """Run the study's waiting trials, one at a time, until none is left; return how many this worker ran.
-    `storage` is the study's storage URL (a SQLite file's lock serialises the workers' bookkeeping)."""
+def work(study, runner: Runner, storage: str, limit: int | None = None) -> int:
+    """Run the study's waiting trials, one at a time, until none is left or `limit` have run; return how many
+    this worker ran. `storage` is the study's storage (a SQLite or journal file's lock serialises the workers'
+    bookkeeping)."""
     from optuna.trial import TrialState
 
     mode = study.study_name.rsplit("-", 1)[1]
     dists = distributions(study.user_attrs["space"])
     ran = 0
-    while True:
+    while limit is None or ran < limit:
         with _bookkeeping(storage):
             _queue_unfinished(study)
             if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
@@ -159,7 +195,7 @@ def work(study, runner: Runner, storage: str) -> int:
                 study.tell(trial, state=TrialState.FAIL)
                 continue
             # under the lock: a trial is never seen running without the worker that can be checked for
-            trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+            trial.set_user_attr("worker", _worker())
         settings = {name: (trial.suggest_float(name, dist.low, dist.high, log=dist.log)
                            if hasattr(dist, "low") else trial.suggest_categorical(name, dist.choices))
                     for name, dist in dists.items()}  # the drawn values: the trial was queued with them
@@ -175,6 +211,7 @@ def work(study, runner: Runner, storage: str) -> int:
             trial.set_user_attr(key, value)
         study.tell(trial, result["f1"])
         ran += 1
+    return ran
 
 
 def _setting(key: str, value) -> str:
@@ -203,10 +240,21 @@ def params_kept() -> Iterator[None]:
         BACKUP.unlink()
 
 
-def dvc_runner(settings: dict, env: dict) -> Runner:
+def experiment_rev(name: str) -> str:
+    """The commit of this workspace's DVC experiment `name` (its ref: refs/exps/../../NAME)."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps/"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    found = [rev for rev, ref in (line.split(" ", 1) for line in refs) if ref.rsplit("/", 1)[-1] == name]
+    if len(found) != 1:
+        raise UserError(f"experiment {name!r}: {len(found)} DVC experiments of that name in this workspace, not 1")
+    return found[0]
+
+
+def dvc_runner(settings: dict, env: dict, copy_to: Path | None = None) -> Runner:
     """A runner of each trial as `dvc exp run -n NAME -S ... train@MODE` on top of `settings`, in this
     workspace, inside `params_kept`: params.yaml is put back after each, so every trial starts from the same
-    params."""
+    params. With `copy_to`, each finished trial's params.yaml, dvc.lock and training stage's metrics are
+    copied into COPY_TO/NAME."""
 
     def run(mode: str, trial_settings: dict, name: str) -> dict:
         original = BACKUP.read_bytes()
@@ -221,6 +269,8 @@ def dvc_runner(settings: dict, env: dict) -> Runner:
             raise UserError(f"trial {name}: `dvc exp run` failed with exit status {status}; its first error is above")
         validation = json.loads(Path(VALIDATION.format(mode=mode)).read_text())  # the paths dvc.yaml gives
         training = json.loads(Path(TRAINING.format(mode=mode)).read_text())
+        if copy_to:
+            copy_experiment(experiment_rev(name), copy_to / name, stages=[f"train@{mode}"])
         return {"f1": validation["f1"], "exact_match": validation["exact_match"], "epoch": validation["epoch"],
                 "epochs_run": validation["epochs_run"], "train_runtime_s": training["train_runtime_s"],
                 "experiment": name}
@@ -351,6 +401,8 @@ def main() -> None:
                         help="on the embedded sample and the packaged encoder, as `python -m squad_ft.offline`")
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
                         help="another setting for every trial, passed on to `dvc exp run -S` (may be repeated)")
+    parser.add_argument("--copy-to", type=Path, metavar="DIR",
+                        help="copy each finished trial's params.yaml, dvc.lock and metrics into DIR/NAME, for git")
     parser.add_argument("--report", action="store_true", help="print the trials, choices and tuning curves")
     parser.add_argument("--plot", type=Path, help="with --report: write the tuning curves here (PNG)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
@@ -370,7 +422,8 @@ def main() -> None:
         studies = {}
         for mode in args.modes:
             try:
-                studies[mode] = optuna.load_study(study_name=study_name(args.study, mode), storage=args.storage)
+                studies[mode] = optuna.load_study(study_name=study_name(args.study, mode),
+                                                  storage=open_storage(args.storage))
             except KeyError:
                 continue
         if not studies:
@@ -382,12 +435,14 @@ def main() -> None:
     for mode in args.modes:
         if mode not in tune["space"]:
             raise UserError(f"params.yaml: tune.space has no {mode!r} (it holds {', '.join(tune['space'])})")
-    runner = dvc_runner(settings, dvc_environment())
+    runner = dvc_runner(settings, dvc_environment(), args.copy_to and args.copy_to.resolve())
     with params_kept():
-        for mode in args.modes:  # one mode's trials after another: each mode's budget is spent in full
-            study = open_study(args.storage, args.study, mode, tune["space"][mode], tune["seed"], args.trials,
-                               settings)
-            work(study, runner, args.storage)
+        studies = [open_study(args.storage, args.study, mode, tune["space"][mode], tune["seed"], args.trials, settings)
+                   for mode in args.modes]
+        # the modes take turns, one trial each: stopped at any point, every mode has had the same budget (give or
+        # take the trial in progress)
+        while sum(work(study, runner, args.storage, limit=1) for study in studies):
+            pass
     print(f"done: {args.trials} trials of each of {', '.join(args.modes)}; "
           f"python -m squad_ft.tune --report --storage {args.storage} --study {args.study}")
 

@@ -69,8 +69,12 @@ def test_a_study_resumed_with_another_budget_is_refused(tmp_path):
         open_study(f"sqlite:///{tmp_path}/a.db", "t", "lora", SPACE, 0, 8, {})
 
 
-def test_two_workers_on_one_study_run_every_trial_once(tmp_path):
-    storage, log = f"sqlite:///{tmp_path}/studies.db", tmp_path / "trials.jsonl"
+STORAGES = {"sqlite": "sqlite:///{}/studies.db", "journal": "{}/studies.journal"}  # a database; a text file for git
+
+
+@pytest.mark.parametrize("kind", STORAGES)
+def test_two_workers_on_one_study_run_every_trial_once(tmp_path, kind):
+    storage, log = STORAGES[kind].format(tmp_path), tmp_path / "trials.jsonl"
     open_study(storage, "t", "lora", SPACE, 0, 8, {})  # the first worker's draw, before the others start
     workers = [start_worker(storage, log, 8, slow={str(i): 1.0 for i in range(8)}) for _ in range(2)]
     assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
@@ -81,8 +85,9 @@ def test_two_workers_on_one_study_run_every_trial_once(tmp_path):
     assert [trial["index"] for trial in finished_trials(study)] == list(range(8))
 
 
-def test_a_killed_tuning_resumes_and_runs_no_finished_trial_again(tmp_path):
-    storage, log = f"sqlite:///{tmp_path}/studies.db", tmp_path / "trials.jsonl"
+@pytest.mark.parametrize("kind", STORAGES)
+def test_a_killed_tuning_resumes_and_runs_no_finished_trial_again(tmp_path, kind):
+    storage, log = STORAGES[kind].format(tmp_path), tmp_path / "trials.jsonl"
     worker = start_worker(storage, log, 4, slow={"2": 60})
     deadline = time.time() + 60
     while not any(event["index"] == 2 for event in events(log)) and time.time() < deadline:
@@ -99,6 +104,29 @@ def test_a_killed_tuning_resumes_and_runs_no_finished_trial_again(tmp_path):
     assert [trial["f1"] for trial in finished_trials(study)] == [0.0, 10.0, 20.0, 30.0]
 
 
+def test_a_trial_claimed_before_the_machine_restarted_runs_again(tmp_path):
+    """A study kept in git and resumed in a later session: the worker that claimed a trial had this host name
+    and a pid that now belongs to a live process (this one), but an earlier boot: it is gone."""
+    import os
+    import socket
+
+    from optuna.trial import TrialState
+
+    from squad_ft.tune import work
+
+    storage = str(tmp_path / "studies.journal")
+    study = open_study(storage, "t", "lora", SPACE, 0, 2, {})
+    ran = []
+    work(study, lambda mode, settings, name: ran.append(settings) or {"f1": 1.0}, storage, limit=1)
+    claimed = study.ask()  # the second trial, claimed by a worker of an earlier boot, then the session ended
+    claimed.set_user_attr("worker", {"host": socket.gethostname(), "boot": "an earlier boot", "pid": os.getpid()})
+    running = [trial for trial in study.get_trials() if trial.state == TrialState.RUNNING]
+    assert len(running) == 1 and running[0].user_attrs["index"] == 1
+    assert work(study, lambda mode, settings, name: ran.append(settings) or {"f1": 2.0}, storage) == 1
+    assert ran == study.user_attrs["drawn"]  # each drawn trial run once here: the first, then the abandoned one
+    assert [trial["f1"] for trial in finished_trials(study)] == [1.0, 2.0]
+
+
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, tiny_model_dir):
     """A tiny pipeline run once (test and held-out scored), then tuned: 2 trials of full and of lora."""
@@ -112,7 +140,7 @@ def tuned(tmp_path_factory, tiny_model_dir):
     run(repo, "git", "commit", "-qm", "first run")
     params_before = (repo / "params.yaml").read_text()
     output = run(repo, sys.executable, "-m", "squad_ft.tune", "--trials", "2", "--modes", "full", "lora",
-                 "-S", "full.epochs=1", "-S", "lora.epochs=1")
+                 "-S", "full.epochs=1", "-S", "lora.epochs=1", "--copy-to", "runs")
     return repo, output, params_before
 
 
@@ -134,6 +162,25 @@ def test_tuning_runs_each_trial_as_a_dvc_experiment_of_the_training_alone(tuned)
     drawn = draw_trials(yaml.safe_load(params_before)["tune"]["space"]["lora"], 0, 2)
     lora = [experiments[f"tune-lora-{i}"]["params"]["params.yaml"]["data"]["lora"] for i in range(2)]
     assert [{key: run_params[key] for key in drawn[0]} for run_params in lora] == drawn
+    # the modes take turns, so that a tuning stopped early has given each the same number of trials
+    started = [line.split("(")[1].split(")")[0] for line in output.splitlines() if line.startswith("trial ")]
+    assert started == ["full", "lora", "full", "lora"]
+
+
+def test_each_finished_trial_is_copied_with_its_training_metrics_alone(tuned):
+    repo, _, _ = tuned
+    shown = json.loads(run(repo, "dvc", "exp", "show", "--json"))
+    experiments = {exp["name"]: exp["revs"][0]["data"] for commit in shown for exp in commit.get("experiments") or []}
+    for name, data in experiments.items():
+        mode, copy = name.split("-")[1], repo / "runs" / name
+        copied = sorted(path.relative_to(copy).as_posix() for path in copy.rglob("*") if path.is_file())
+        assert copied == sorted([".gitattributes", "dvc.lock", "params.yaml", f"metrics/train/{mode}.json",
+                                 f"metrics/train/{mode}.details.json", f"metrics/validation/{mode}.json",
+                                 f"metrics/validation/{mode}.details.json"])
+        assert yaml.safe_load((copy / "params.yaml").read_text()) == data["params"]["params.yaml"]["data"]
+        for metrics in ("train", "validation"):
+            assert json.loads((copy / f"metrics/{metrics}/{mode}.json").read_text()) == \
+                data["metrics"][f"metrics/{metrics}/{mode}.json"]["data"]
 
 
 def test_the_choice_reads_validation_alone(tuned):
