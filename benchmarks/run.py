@@ -110,9 +110,10 @@ def random_model(architecture: str, tokenizer, attention_dropout: float | None =
     return AutoModelForQuestionAnswering.from_config(with_attention_dropout(config, attention_dropout))
 
 
-def measure_training(variant: str, args) -> dict:
-    """One training variant, in this process: one epoch through the train stage's code, then what one
-    forward pass on the longest batch keeps for the backward pass."""
+def measure_training(variant: str, args, callbacks: tuple = ()) -> dict:
+    """One training variant, in this process: one epoch through the train stage's code (with extra Trainer
+    `callbacks`, such as benchmarks.profile's), then what one forward pass on the longest batch keeps for the
+    backward pass."""
     import math
 
     from transformers import DataCollatorWithPadding, set_seed
@@ -144,7 +145,7 @@ def measure_training(variant: str, args) -> dict:
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as scratch:
         summary = train(model, tokenizer, features, hyper, hyper["seed"], Path(scratch, "model"),
-                        Path(scratch, "live"), Path(scratch, "checkpoints"), callbacks=(timer,))
+                        Path(scratch, "live"), Path(scratch, "checkpoints"), callbacks=(timer, *callbacks))
     tokens = sum(map(len, features["input_ids"]))
     longest = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))[:hyper["batch_size"]]
     batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")([features[i] for i in longest])
