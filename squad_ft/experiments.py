@@ -41,6 +41,15 @@ def path_templates(dvc_yaml: Path = DVC_YAML) -> tuple[str, str, str, str, str]:
 QUESTIONS, PREDICTIONS, EVALUATION, TRAINING, VALIDATION = path_templates()
 
 
+def report_path(dvc_yaml: Path = DVC_YAML) -> Path:
+    """The report stage's Markdown report, as dvc.yaml names it."""
+    try:
+        outs = yaml.safe_load(dvc_yaml.read_text())["stages"]["report"]["outs"]
+        return Path(next(name for out in outs for name in ([out] if isinstance(out, str) else out) if name.endswith(".md")))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration) as err:
+        raise UserError(f"{dvc_yaml}: cannot find the report stage's Markdown output: {first_line(err)}") from err
+
+
 def _flatten(params: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in params.items():
@@ -102,7 +111,14 @@ def per_question(rev: str, eval_set: str, modes: list[str]) -> dict:
         raise UserError(f"experiment {rev[:7]}: cannot read its {eval_set} predictions from DVC's cache: {err}") from err
 
 
-ARCHIVED = ("params.yaml", "dvc.lock", "metrics", "data/predictions")  # what `--copy-to` copies
+def _outermost_folders(*templates: str) -> tuple[str, ...]:
+    """The folders the templates' files are under ("metrics/{set}/{mode}.json": "metrics"), none inside another."""
+    folders = {template.split("/{")[0] for template in templates}
+    return tuple(sorted(f for f in folders if not any(f.startswith(other + "/") for other in folders)))
+
+
+# what `--copy-to` copies: the run's record, and the folders of its metrics and predictions (dvc.yaml's)
+ARCHIVED = ("params.yaml", "dvc.lock", *_outermost_folders(PREDICTIONS, EVALUATION, TRAINING, VALIDATION))
 # the metrics files `--archive` reads back: each model's training costs and evaluations
 ARCHIVED_METRICS = (*(TRAINING.format(mode=mode) for mode in MODES),
                     *(EVALUATION.format(set=eval_set, mode=mode) for mode in MODES for eval_set in EVAL_SETS))

@@ -31,7 +31,6 @@ SETTINGS = {  # on top of params.yaml: CI's scale; learning rates chosen for it 
     "validation.n_examples": 250,
     "full.epochs": 3, "full.learning_rate": 2e-4, "lora.epochs": 3, "lora.learning_rate": 2e-3,
 }
-REPORT = Path("metrics/report.md")
 
 
 def packaged_encoder() -> str:
@@ -73,7 +72,9 @@ def main() -> None:
         raise UserError("dvc is not installed here: pip install -r requirements-dev.txt") from err
     if status:
         raise UserError(f"`dvc exp run` failed with exit status {status}; its first error is above")
-    print(REPORT.read_text())
+    from squad_ft.experiments import report_path
+
+    print(report_path().read_text())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The experiment summary: means over seeds per group, and LoRA against full fine-tuning pooled over seeds."""
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,11 +274,16 @@ def test_the_summary_takes_its_paths_from_dvc_yaml(tmp_path):
     """The paths come from the pipeline's own dvc.yaml (here with its outputs moved), not from copies of it."""
     from helpers import ROOT
 
-    from squad_ft.experiments import path_templates
+    from squad_ft.experiments import ARCHIVED, _outermost_folders, path_templates, report_path
 
     moved = (ROOT / "dvc.yaml").read_text().replace("data/predictions/", "outputs/answers/").replace(
-        "metrics/train/", "metrics/training/")
+        "metrics/train/", "metrics/training/").replace("metrics/report.md", "reports/comparison.md")
     (tmp_path / "dvc.yaml").write_text(moved)
+    assert report_path(tmp_path / "dvc.yaml") == Path("reports/comparison.md")
+    assert report_path() == Path("metrics/report.md")
+    # what --copy-to copies: the outermost folders of the predictions and metrics
+    assert ARCHIVED == ("params.yaml", "dvc.lock", "data/predictions", "metrics")
+    assert _outermost_folders(*path_templates(tmp_path / "dvc.yaml")[1:]) == ("metrics", "outputs/answers")
     assert path_templates(tmp_path / "dvc.yaml") == (
         "data/split/{set}.jsonl", "outputs/answers/{set}/{mode}.json", "metrics/{set}/{mode}.json",
         "metrics/training/{mode}.json", "metrics/validation/{mode}.json")
