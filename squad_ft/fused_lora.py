@@ -37,9 +37,9 @@ class _LoraLinearFunction(torch.autograd.Function):
             rows = x.reshape(-1, x.shape[-1]).to(dtype)
             lora_a_, lora_b_ = lora_a.to(dtype), lora_b.to(dtype)
             hidden = rows @ lora_a_.T
-            out = torch.nn.functional.linear(rows, weight.to(dtype), None if bias is None else bias.to(dtype))
+            out = torch.nn.functional.linear(rows, frozen_in(weight, dtype), None if bias is None else frozen_in(bias, dtype))
             out.addmm_(hidden, lora_b_.T, alpha=scaling)
-        # the frozen weight is saved as it is (a parameter: no memory) and cast again in the backward pass
+        # the frozen weight is saved as it is (a parameter: no memory); its cast is kept across steps (`frozen_in`)
         ctx.save_for_backward(rows if gelu_input is None else gelu_input, hidden, weight, lora_a_, lora_b_)
         ctx.recompute_gelu = gelu_input is not None
         ctx.scaling, ctx.dtype, ctx.input_shape, ctx.input_dtype = scaling, dtype, x.shape, x.dtype
@@ -59,12 +59,30 @@ class _LoraLinearFunction(torch.autograd.Function):
                 grad_lora_a = grad_hidden.T @ rows
             grad_x = None
             if ctx.needs_input_grad[0] and ctx.dtype == ctx.input_dtype:
-                grad_x = (grad_rows @ weight.to(ctx.dtype)).addmm_(grad_hidden, lora_a).view(ctx.input_shape)
+                grad_x = (grad_rows @ frozen_in(weight, ctx.dtype)).addmm_(grad_hidden, lora_a).view(ctx.input_shape)
             elif ctx.needs_input_grad[0]:  # as autocast sums peft's two branches: each cast back, then added
-                grad_x = (grad_rows @ weight.to(ctx.dtype)).to(ctx.input_dtype)
+                grad_x = (grad_rows @ frozen_in(weight, ctx.dtype)).to(ctx.input_dtype)
                 grad_x = grad_x.add_((grad_hidden @ lora_a).to(ctx.input_dtype)).view(ctx.input_shape)
         grad_lora_a, grad_lora_b = (grad.to(dtype) for grad, dtype in zip((grad_lora_a, grad_lora_b), ctx.adapter_dtypes))
         return grad_x, None, None, grad_lora_a, grad_lora_b, None, None, None
+
+
+CAST = "_cast_for_fused_lora"  # on a frozen parameter: (dtype, its version and storage when cast, the cast)
+
+
+def frozen_in(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A frozen weight in `dtype`: cast once and kept (on the weight) while the weight is unchanged, instead
+    of once in every forward and backward pass as autocast casts a weight that needs no gradient. A weight
+    changed in place (a merge, a loaded state) has another version, one given new storage another pointer:
+    either is cast again."""
+    if weight.dtype == dtype:
+        return weight
+    key = (dtype, weight._version, weight.untyped_storage().data_ptr())
+    cached = getattr(weight, CAST, None)
+    if cached is None or cached[0] != key:
+        cached = (key, weight.detach().to(dtype))
+        setattr(weight, CAST, cached)
+    return cached[1]
 
 
 def _times_gelu(left: torch.Tensor, gelu_input: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -230,3 +230,35 @@ def test_lora_fused_false_is_peft_own_path(fused_calls):
     fused_loss, _ = loss_and_gradients(fused)
     assert len(fused_calls) == 12
     torch.testing.assert_close(fused_loss, plain_loss)
+
+
+def test_a_frozen_weight_is_cast_once_and_again_only_when_changed():
+    """Under autocast the fused path casts each frozen weight once for the run, not in every forward and
+    backward pass: the second step uses the first step's casts, gives the loss of a model never cast before,
+    and a weight changed in place (as a merge or a loaded checkpoint changes it) is cast again."""
+    fused = add_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+    bases = [m.get_base_layer() for m in fused.modules() if isinstance(m, fused_lora.FusedLoraLinear)]
+
+    def casts():
+        return [getattr(base.weight, fused_lora.CAST, (None, None))[1] for base in bases]
+
+    assert all(cast is None for cast in casts())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first_loss, _ = loss_and_gradients(fused, seed=1)
+        first = casts()
+        assert all(cast is not None and cast.dtype == torch.bfloat16 for cast in first)
+        fused.zero_grad()
+        uncached = add_lora(tiny_bert(), r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+        uncached.load_state_dict(fused.state_dict())  # the same weights, never cast
+        second_loss, second_grads = loss_and_gradients(fused, seed=2)
+        assert all(a is b for a, b in zip(casts(), first))  # no weight cast again
+        uncached_loss, uncached_grads = loss_and_gradients(uncached, seed=2)
+        assert torch.equal(second_loss, uncached_loss) and second_loss != first_loss
+        for name, gradient in second_grads.items():
+            assert torch.equal(gradient, uncached_grads[name]), name
+        with torch.no_grad():
+            bases[0].weight.mul_(2.0)
+        loss_and_gradients(fused, seed=2)
+        again = casts()
+        assert again[0] is not first[0] and torch.equal(again[0], bases[0].weight.bfloat16())
+        assert all(a is b for a, b in zip(again[1:], first[1:]))
