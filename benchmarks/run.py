@@ -83,17 +83,25 @@ def _pad(features, tokenizer, length: int):
 
 
 class StepTimer(TrainerCallback):
-    """The wall time of every optimizer step."""
+    """The wall time of every optimizer step, and the resident memory after it and its peak so far (CPU,
+    Linux): whether memory grows with the run's length."""
 
     def __init__(self):
         self.times: list[float] = []
+        self.resident_mb: list[float] = []
+        self.peak_mb: list[float] = []
         self.start = 0.0
 
     def on_step_begin(self, *args, **kwargs):
         self.start = time.perf_counter()
 
     def on_step_end(self, *args, **kwargs):
+        from squad_ft.memory import peak_memory_mb, resident_memory_mb
+
         self.times.append(time.perf_counter() - self.start)
+        if not torch.cuda.is_available() and resident_memory_mb() is not None:
+            self.resident_mb.append(round(resident_memory_mb(), 1))
+            self.peak_mb.append(round(peak_memory_mb(), 1))
 
 
 def random_model(architecture: str, tokenizer, attention_dropout: float | None = None):
@@ -166,6 +174,10 @@ def measure_training(variant: str, args, callbacks: tuple = ()) -> dict:
         "saved_for_backward_mb": round(saved, 1),
         "saved_attention_matrices_mb": round(attention, 1),
         "longest_batch": list(batch["input_ids"].shape),
+        # growth over the run: the peak after the first tenth of the steps, and at the end
+        "peak_memory_mb_after_first_tenth": timer.peak_mb[max(len(timer.peak_mb) // 10 - 1, 0)] if timer.peak_mb else None,
+        "resident_mb_by_step": timer.resident_mb,
+        "peak_mb_by_step": timer.peak_mb,
         **{key: summary[key] for key in ("train_runtime_s", "train_features_per_s", "model_memory_mb",
                                          "peak_memory_mb", "trainable_params", "device")},
     }

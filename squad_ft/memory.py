@@ -32,6 +32,11 @@ def _proc_status_mb(field: str) -> float | None:
     return int(match.group(1)) / 2**10 if match else None
 
 
+def resident_memory_mb() -> float | None:
+    """The CPU's resident memory of this process now (Linux), in MiB; None elsewhere."""
+    return _proc_status_mb("VmRSS")
+
+
 def start_memory_peak() -> float:
     """Start measuring peak memory from now; return the memory in use now, in MiB.
 
@@ -45,7 +50,7 @@ def start_memory_peak() -> float:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:  # not Linux: the peak stays the process's
         pass
-    return _proc_status_mb("VmRSS") or peak_memory_mb()
+    return resident_memory_mb() or peak_memory_mb()
 
 
 def peak_memory_mb() -> float:
