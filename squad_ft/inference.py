@@ -48,8 +48,10 @@ def trainer_logits(trainer: Trainer, features: datasets.Dataset):
     longest_first = np.argsort([-len(ids) for ids in features["input_ids"]], kind="stable")
     start_logits, end_logits = trainer.predict(features.select(longest_first)).predictions
     in_order = np.argsort(longest_first)
-    start_logits, end_logits = np.asarray(start_logits)[in_order], np.asarray(end_logits)[in_order]
-    beyond = np.arange(start_logits.shape[1]) >= np.array([len(ids) for ids in features["input_ids"]])[:, None]
+    lengths = np.array([len(ids) for ids in features["input_ids"]])
+    # as wide as the longest feature, whatever the batches were padded to (training's, to a multiple)
+    start_logits, end_logits = (np.asarray(logits)[in_order, :lengths.max()] for logits in (start_logits, end_logits))
+    beyond = np.arange(start_logits.shape[1]) >= lengths[:, None]
     start_logits[beyond] = end_logits[beyond] = -100  # a batch's padding: logits of no token of the feature
     return start_logits, end_logits
 

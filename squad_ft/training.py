@@ -260,7 +260,8 @@ def train(
         model=model,
         args=training_arguments(str(checkpoint_dir), hyper, seed,
                                 validation.decoding["batch_size"] if validation else None),
-        data_collator=DataCollatorWithPadding(tokenizer),
+        # each batch padded to its longest feature, rounded up to a multiple of train.pad_to_multiple_of
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=hyper["pad_to_multiple_of"]),
         train_dataset=features,
         eval_dataset=validation.features if validation else None,
         processing_class=tokenizer,

@@ -136,8 +136,10 @@ def test_training_predicts_validation_in_its_features_order_as_the_evaluate_stag
     hyper = {**params["train"], **params["full"], "precision": "fp32"}
     set_seed(0)
     model = build_model(str(model_dir), "full", 0.0, params["lora"]).eval()
+    # batches padded as training pads them (train.pad_to_multiple_of), wider than the evaluate stage's
     trainer = ResumableTrainer(model=model, args=training_arguments(str(tmp_path), hyper, 0, 4),
-                               data_collator=DataCollatorWithPadding(tokenizer), train_dataset=features,
+                               data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=48),
+                               train_dataset=features,
                                eval_dataset=validation.features, processing_class=tokenizer, validation=validation)
     during_training = trainer_logits(trainer, validation.features)
     evaluate_stage = predict_logits(model, tokenizer, validation.features, 4, "fp32")
@@ -153,3 +155,26 @@ def test_validation_leaves_training_as_it_is_without(small_run, tmp_path):
     _, without, _ = run_training(small_run, tmp_path / "without", validate=False, epochs=3)
     assert with_validation.keys() == without.keys()
     assert all(torch.equal(with_validation[name], without[name]) for name in without)
+
+
+class BatchWidths(TrainerCallback):
+    """The widths (tokens) of the training batches the Trainer's data loader gives."""
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        self.widths = {batch["input_ids"].shape[1] for batch in train_dataloader}
+
+
+@pytest.mark.parametrize("multiple", [None, 32])
+def test_training_batches_are_padded_to_a_multiple_of_pad_to_multiple_of(small_run, tmp_path, multiple):
+    """Few batch widths, so that under bf16 oneDNN meets few shapes: each width is the batch's longest feature
+    rounded up to a multiple of train.pad_to_multiple_of (null: the longest feature itself)."""
+    model_dir, tokenizer, features, _ = small_run
+    params = load_params()
+    hyper = {**params["train"], **params["full"], "batch_size": 4, "precision": "fp32", "epochs": 1,
+             "pad_to_multiple_of": multiple}
+    widths = BatchWidths()
+    train(build_model(str(model_dir), "full", 0.0, params["lora"]), tokenizer, features, hyper, 0, tmp_path / "model",
+          tmp_path / "live", tmp_path / "checkpoints", callbacks=(widths,))
+    longest = max(map(len, features["input_ids"]))
+    assert longest % 32  # so that padding to a multiple of 32 shows
+    assert widths.widths == ({-(-longest // multiple) * multiple} if multiple else {longest})
