@@ -44,6 +44,11 @@ def test_benchmark_runs_every_variant_and_reports_their_ratios(project, tmp_path
     assert 0 < head["saved_for_backward_mb"] < lora["saved_for_backward_mb"] / 4
     assert report["head_vs_lora_saved_for_backward"] == pytest.approx(
         head["saved_for_backward_mb"] / lora["saved_for_backward_mb"], abs=2e-3)
+    for figures in training.values():  # memory after every step: its peak so far never falls, ends at the run's
+        assert len(figures["peak_mb_by_step"]) == len(figures["resident_mb_by_step"]) == figures["steps"]
+        assert figures["peak_mb_by_step"] == sorted(figures["peak_mb_by_step"])
+        assert figures["peak_mb_by_step"][-1] <= figures["peak_memory_mb"]
+        assert all(now <= peak for now, peak in zip(figures["resident_mb_by_step"], figures["peak_mb_by_step"]))
     for figures in training.values():  # an epoch of 4,000 questions at the measured windows per question
         assert figures["reference_epoch_windows"] == round(4000 * figures["features"] / 12)
         assert figures["reference_epoch_s"] == pytest.approx(
@@ -77,6 +82,28 @@ def test_benchmark_runs_every_variant_and_reports_their_ratios(project, tmp_path
             variants["lora-bf16"]["step_s"] / variants["full-bf16"]["step_s"], abs=1e-3)
     else:
         assert "bf16_vs_fp32_train_throughput" not in report
+
+
+def test_the_profile_splits_each_variants_step_into_operator_groups(project, tmp_path):
+    from benchmarks.profile import GENERIC, SPECIFIC
+
+    shutil.copytree(ROOT / "benchmarks", project / "benchmarks", dirs_exist_ok=True)
+    out = tmp_path / "profile.json"
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.profile", "--model", params["model"]["name"], "--squad",
+         params["data"]["source"], "--json", str(out), "--examples", "20", "--skip", "1", "--steps", "1",
+         "--variants", "full", "lora"], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    groups = {group for group, _ in SPECIFIC + GENERIC} | {"other"}
+    for variant in ("full", "lora"):
+        figures = report["variants"][variant]
+        assert set(figures["groups_s"]) <= groups and figures["groups_s"]["matrix products"] > 0
+        assert figures["step_s"] == pytest.approx(sum(figures["groups_s"].values()), abs=0.01)  # self times: no overlap
+        assert all(operator["group"] in groups for operator in figures["top_operators"])
+    assert report["variants"]["full"]["groups_s"]["attention"] > 0  # the fused attention kernel, by its own name
+    assert "matrix products" in result.stdout
 
 
 def test_the_distilbert_architecture_is_the_reference_experiments_model():
