@@ -21,13 +21,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 
 # An operator's self time goes to the group of the nearest of itself and its callers that names a specific group
 # (a copy_ inside a cast is the cast's; every operator inside the optimizer step is the optimizer's); else to the
 # generic group of its own name. Self times: nothing is counted twice.
 SPECIFIC = (
-    ("attention", r"scaled_dot_product|flash_attention|_efficient_attention|softmax"),
+    ("attention", r"scaled_dot_product|flash_attention|_efficient_attention|(?<!log_)softmax"),
     ("dropout masks", r"bernoulli|dropout|Dropout"),
     ("matrix products", r"aten::(mm|addmm|bmm|baddbmm|matmul|linear|_mkl\w*|mkldnn_\w*)$|onednn"),
     ("optimizer", r"Optimizer\.|adam|_foreach_|clip_grad"),
@@ -120,6 +121,13 @@ def main() -> None:
 
     from squad_ft.device import cpu_model
 
+    from benchmarks.run import BF16_VARIANTS
+    from squad_ft.device import cpu_has_native_bf16
+
+    emulated = [variant for variant in args.variants if variant in BF16_VARIANTS
+                and not (torch.cuda.is_available() or cpu_has_native_bf16())]
+    if emulated:  # as the benchmark: emulated bf16 is not the hardware's speed
+        raise SystemExit(f"{', '.join(emulated)}: this CPU has no native bf16 (AMX or AVX512-BF16); profile fp32 only")
     results = {}
     for variant in args.variants:
         print(f"== {variant}", file=sys.stderr, flush=True)

@@ -156,7 +156,8 @@ def measure_training(variant: str, args, callbacks: tuple = ()) -> dict:
                         Path(scratch, "live"), Path(scratch, "checkpoints"), callbacks=(timer, *callbacks))
     tokens = sum(map(len, features["input_ids"]))
     longest = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))[:hyper["batch_size"]]
-    batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")([features[i] for i in longest])
+    batch = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=hyper["pad_to_multiple_of"], return_tensors="pt")(
+        [features[i] for i in longest])  # as wide as training pads it
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=hyper["precision"] == "bf16"):  # as the Trainer does
         saved, attention = saved_for_backward_mb(model.train(), batch)
     # an epoch of the reference protocol's training split, from these steps: as many windows per question as

@@ -113,7 +113,7 @@ def per_question(rev: str, eval_set: str, modes: list[str]) -> dict:
 
 def _outermost_folders(*templates: str) -> tuple[str, ...]:
     """The folders the templates' files are under ("metrics/{set}/{mode}.json": "metrics"), none inside another."""
-    folders = {template.split("/{")[0] for template in templates}
+    folders = {template.split("{", 1)[0].rpartition("/")[0] for template in templates}
     return tuple(sorted(f for f in folders if not any(f.startswith(other + "/") for other in folders)))
 
 
@@ -125,8 +125,8 @@ ARCHIVED_METRICS = (*(TRAINING.format(mode=mode) for mode in MODES),
 
 
 def copy_experiment(rev: str, destination: Path, stages: list[str] | None = None) -> None:
-    """Experiment `rev`'s params.yaml, dvc.lock, metrics/ and data/predictions/, from git and DVC's
-    cache, into `destination`, laid out as in the workspace: a copy that git can keep, for `--archive`.
+    """Experiment `rev`'s params.yaml, dvc.lock and the files of ARCHIVED's folders (its metrics and predictions),
+    from git and DVC's cache, into `destination`, laid out as in the workspace: a copy that git can keep, for `--archive`.
     `stages` (names in dvc.lock, such as "train@lora"): only their outputs. An older copy at `destination`
     is replaced; a failed copy leaves nothing."""
     from dvc.api import DVCFileSystem

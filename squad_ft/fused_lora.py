@@ -67,22 +67,31 @@ class _LoraLinearFunction(torch.autograd.Function):
         return grad_x, None, None, grad_lora_a, grad_lora_b, None, None, None
 
 
-CAST = "_cast_for_fused_lora"  # on a frozen parameter: (dtype, its version and storage when cast, the cast)
+CAST = "_cast_for_fused_lora"  # on a frozen parameter: (dtype, version, storage when cast), the storage, the cast
 
 
 def frozen_in(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A frozen weight in `dtype`: cast once and kept (on the weight) while the weight is unchanged, instead
-    of once in every forward and backward pass as autocast casts a weight that needs no gradient. A weight
-    changed in place (a merge, a loaded state) has another version, one given new storage another pointer:
-    either is cast again."""
+    """A frozen weight in `dtype`: cast once and kept (on the weight, a copy in `dtype` for the run) while the
+    weight is unchanged, instead of once in every forward and backward pass as autocast casts a weight that
+    needs no gradient. A weight changed in place (a loaded checkpoint) has another version, one given new
+    storage another storage (the cast keeps the old one, so its address cannot be reused): either is cast
+    again. Writes through `.data`, which leave the version as it was, must call `forget_cast` (merge does)."""
     if weight.dtype == dtype:
         return weight
-    key = (dtype, weight._version, weight.untyped_storage().data_ptr())
+    storage = weight.untyped_storage()
+    key = (dtype, weight._version, storage.data_ptr())
     cached = getattr(weight, CAST, None)
     if cached is None or cached[0] != key:
-        cached = (key, weight.detach().to(dtype))
+        cached = (key, storage, weight.detach().to(dtype))
         setattr(weight, CAST, cached)
-    return cached[1]
+    return cached[2]
+
+
+def forget_cast(*weights: torch.Tensor | None) -> None:
+    """Drop the kept casts of `weights` (changed through `.data`, which no version counter sees)."""
+    for weight in weights:
+        if weight is not None and hasattr(weight, CAST):
+            delattr(weight, CAST)
 
 
 def _times_gelu(left: torch.Tensor, gelu_input: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -142,6 +151,14 @@ class FusedLoraLinear(LoraLinear):
         autocast = torch.is_autocast_enabled(x.device.type)
         same_dtype = x.dtype == base.weight.dtype == self.lora_A[adapter].weight.dtype
         return adapter if frozen and plain and (autocast or same_dtype) and not self.fan_in_fan_out else None
+
+    def merge(self, *args, **kwargs) -> None:
+        super().merge(*args, **kwargs)  # peft adds the adapter to the base weight through `.data`
+        forget_cast(self.get_base_layer().weight, self.get_base_layer().bias)
+
+    def unmerge(self, *args, **kwargs) -> None:
+        super().unmerge(*args, **kwargs)
+        forget_cast(self.get_base_layer().weight, self.get_base_layer().bias)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         adapter = self._fused_adapter(x, args, kwargs)

@@ -42,8 +42,8 @@ def trainer_logits(trainer: Trainer, features: datasets.Dataset):
     """`predict_logits` through `trainer`, with its model, precision and evaluation batch size: training
     scores its validation set with its own Trainer, so through the same code as the evaluate stage.
 
-    Features are predicted longest first, so that each batch is padded only to its own longest
-    feature and barely at all (and a batch too large for memory fails at once), then put back in order.
+    Features are predicted longest first, so that each batch is padded little beyond its own longest feature
+    (and a batch too large for memory fails at once), then put back in order.
     """
     longest_first = np.argsort([-len(ids) for ids in features["input_ids"]], kind="stable")
     start_logits, end_logits = trainer.predict(features.select(longest_first)).predictions

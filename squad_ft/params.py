@@ -48,8 +48,7 @@ OPTIONAL_PROBABILITY = Check(lambda v: v is None or PROBABILITY.test(v), "a numb
 TEXT = Check(_text, "a non-empty string")
 FLAG = Check(lambda v: isinstance(v, bool), "true or false")
 COUNT = Check(lambda v: v is None or POSITIVE_INTEGER.test(v), "a positive integer, null or all")
-PATIENCE = Check(lambda v: v is None or POSITIVE_INTEGER.test(v), "a positive integer or null")
-MULTIPLE = Check(lambda v: v is None or POSITIVE_INTEGER.test(v), "a positive integer or null")
+OPTIONAL_POSITIVE_INTEGER = Check(lambda v: v is None or POSITIVE_INTEGER.test(v), "a positive integer or null")
 SELECTIONS = ("best", "last")  # train.select: the epoch of best validation F1, or the last
 SELECT = Check(lambda v: v in SELECTIONS, f"one of {', '.join(SELECTIONS)}")
 REVISION = Check(lambda v: v is None or _text(v), "a commit hash, branch or tag, or null")
@@ -67,7 +66,8 @@ SCHEMA = {
     "train": {"batch_size": POSITIVE_INTEGER, "warmup_fraction": PROBABILITY, "weight_decay": NON_NEGATIVE,
               "logging_steps": POSITIVE_INTEGER, "checkpoint_steps": POSITIVE_INTEGER, "nproc": POSITIVE_INTEGER,
               "seed": SEED, "attention_dropout": OPTIONAL_PROBABILITY, "gradient_checkpointing": FLAG,
-              "precision": PRECISION, "select": SELECT, "patience": PATIENCE, "pad_to_multiple_of": MULTIPLE},
+              "precision": PRECISION, "select": SELECT, "patience": OPTIONAL_POSITIVE_INTEGER,
+              "pad_to_multiple_of": OPTIONAL_POSITIVE_INTEGER},
     "full": {"epochs": POSITIVE, "learning_rate": POSITIVE},
     "lora": {"epochs": POSITIVE, "learning_rate": POSITIVE, "r": POSITIVE_INTEGER, "alpha": POSITIVE,
              "use_rslora": FLAG, "dropout": PROBABILITY, "target_modules": NAMES, "fused": FLAG},

@@ -12,8 +12,8 @@ whatever runs them. Each trial is `dvc exp run -n STUDY-MODE-NUMBER -S ... train
 alone, which scores the validation set every epoch and keeps the best epoch (train.select). Test and
 held-out sets are never scored: the choice cannot have looked at them.
 
-The modes take turns, one trial each, so that every mode has had the same number of trials whenever
-tuning stops. The studies live in an Optuna storage (--storage, default sqlite:///tune/studies.db; a plain
+The modes take turns, the next trial always one of a mode with the fewest finished, so that every mode
+has had the same number of trials (give or take one) whenever tuning stops, also over several stops. The studies live in an Optuna storage (--storage, default sqlite:///tune/studies.db; a plain
 file path is an Optuna journal, a text file that git can keep). A killed tuning resumes where it
 stopped: a finished trial never runs again, one cut off runs again from its start, also after the
 machine restarted. Several workers may share one study through one storage (a SQLite or journal file
@@ -144,10 +144,14 @@ def _worker() -> dict:
     return {"host": socket.gethostname(), "boot": _boot(), "pid": os.getpid()}
 
 
-def _alive(worker: dict | None) -> bool:
-    """Whether the worker that claimed a trial still runs: known on this machine only (elsewhere: assumed)."""
-    if not worker or worker["host"] != socket.gethostname():
+def _alive(worker: dict | None, storage: str) -> bool:
+    """Whether the worker that claimed a trial still runs. A file storage (SQLite, journal) is shared on one
+    machine only, so a worker of another host or boot is gone; with a database server, a worker elsewhere is
+    assumed alive."""
+    if not worker:
         return True
+    if worker["host"] != socket.gethostname():
+        return _storage_file(storage) is None
     if worker.get("boot", _boot()) != _boot():  # the machine restarted since (or is another of the same name)
         return False
     try:
@@ -159,7 +163,7 @@ def _alive(worker: dict | None) -> bool:
     return True
 
 
-def _queue_unfinished(study) -> None:
+def _queue_unfinished(study, storage: str) -> None:
     """Queue again every drawn trial that is neither finished, waiting, nor running in a live worker: a
     worker that died (killed, or its machine rebooted) leaves its trial running, which is failed here."""
     from optuna.trial import TrialState
@@ -167,7 +171,7 @@ def _queue_unfinished(study) -> None:
     claimed = set()
     for trial in study.get_trials(deepcopy=False):
         index = trial.user_attrs.get("index")
-        if trial.state == TrialState.RUNNING and not _alive(trial.user_attrs.get("worker")):
+        if trial.state == TrialState.RUNNING and not _alive(trial.user_attrs.get("worker"), storage):
             study.tell(trial.number, state=TrialState.FAIL)
         elif trial.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING) and index is not None:
             claimed.add(index)
@@ -187,7 +191,7 @@ def work(study, runner: Runner, storage: str, limit: int | None = None) -> int:
     ran = 0
     while limit is None or ran < limit:
         with _bookkeeping(storage):
-            _queue_unfinished(study)
+            _queue_unfinished(study, storage)
             if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 return ran
             trial = study.ask()  # takes a waiting trial, atomically: another worker cannot take it too
@@ -211,6 +215,20 @@ def work(study, runner: Runner, storage: str, limit: int | None = None) -> int:
             trial.set_user_attr(key, value)
         study.tell(trial, result["f1"])
         ran += 1
+    return ran
+
+
+def take_turns(studies: list, runner: Runner, storage: str) -> int:
+    """Run the studies' trials one at a time, each time one of a study with the fewest finished trials (the first
+    of equals, in the order given): stopped anywhere, and resumed after any stop, the modes have had the same
+    number of trials, give or take one. Return how many this worker ran."""
+    ran, pending = 0, list(studies)
+    while pending:
+        study = min(pending, key=lambda study: len(finished_trials(study)))
+        if work(study, runner, storage, limit=1):
+            ran += 1
+        else:
+            pending.remove(study)
     return ran
 
 
@@ -241,13 +259,13 @@ def params_kept() -> Iterator[None]:
 
 
 def experiment_rev(name: str) -> str:
-    """The commit of this workspace's DVC experiment `name` (its ref: refs/exps/../../NAME)."""
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps/"],
-                          capture_output=True, text=True, check=True).stdout.splitlines()
-    found = [rev for rev, ref in (line.split(" ", 1) for line in refs) if ref.rsplit("/", 1)[-1] == name]
-    if len(found) != 1:
-        raise UserError(f"experiment {name!r}: {len(found)} DVC experiments of that name in this workspace, not 1")
-    return found[0]
+    """The commit of DVC experiment `name` of this workspace's commit (its ref: refs/exps/HE/AD.../NAME)."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", ref], capture_output=True, text=True)
+    if found.returncode:
+        raise UserError(f"experiment {name!r}: no DVC experiment of that name on this commit ({ref})")
+    return found.stdout.strip()
 
 
 def dvc_runner(settings: dict, env: dict, copy_to: Path | None = None) -> Runner:
@@ -270,7 +288,10 @@ def dvc_runner(settings: dict, env: dict, copy_to: Path | None = None) -> Runner
         validation = json.loads(Path(VALIDATION.format(mode=mode)).read_text())  # the paths dvc.yaml gives
         training = json.loads(Path(TRAINING.format(mode=mode)).read_text())
         if copy_to:
-            copy_experiment(experiment_rev(name), copy_to / name, stages=[f"train@{mode}"])
+            try:
+                copy_experiment(experiment_rev(name), copy_to / name, stages=[f"train@{mode}"])
+            except UserError as err:  # the trial stands; its copy can be made later (dvc exp show lists it)
+                print(f"warning: not copied: {err}", file=sys.stderr, flush=True)
         return {"f1": validation["f1"], "exact_match": validation["exact_match"], "epoch": validation["epoch"],
                 "epochs_run": validation["epochs_run"], "train_runtime_s": training["train_runtime_s"],
                 "experiment": name}
@@ -288,7 +309,7 @@ def finished_trials(study) -> list[dict]:
 
     trials = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        # the first finished of each drawn trial: on a storage without a lock (not SQLite) two workers may
+        # the first finished of each drawn trial: on a storage without a lock (a database server) two workers may
         # both have queued one again; the budget counts it once
         trials.setdefault(trial.user_attrs["index"], {"index": trial.user_attrs["index"], "settings": trial.params,
                                                       **trial.user_attrs})
@@ -419,6 +440,8 @@ def main() -> None:
     import optuna
 
     if args.report:
+        if _storage_file(args.storage) and not _storage_file(args.storage).exists():
+            raise UserError(f"no study storage at {args.storage}: run `python -m squad_ft.tune --trials N` first")
         studies = {}
         for mode in args.modes:
             try:
@@ -437,12 +460,8 @@ def main() -> None:
             raise UserError(f"params.yaml: tune.space has no {mode!r} (it holds {', '.join(tune['space'])})")
     runner = dvc_runner(settings, dvc_environment(), args.copy_to and args.copy_to.resolve())
     with params_kept():
-        studies = [open_study(args.storage, args.study, mode, tune["space"][mode], tune["seed"], args.trials, settings)
-                   for mode in args.modes]
-        # the modes take turns, one trial each: stopped at any point, every mode has had the same budget (give or
-        # take the trial in progress)
-        while sum(work(study, runner, args.storage, limit=1) for study in studies):
-            pass
+        take_turns([open_study(args.storage, args.study, mode, tune["space"][mode], tune["seed"], args.trials,
+                               settings) for mode in args.modes], runner, args.storage)
     print(f"done: {args.trials} trials of each of {', '.join(args.modes)}; "
           f"python -m squad_ft.tune --report --storage {args.storage} --study {args.study}")
 

@@ -262,3 +262,10 @@ def test_a_frozen_weight_is_cast_once_and_again_only_when_changed():
         again = casts()
         assert again[0] is not first[0] and torch.equal(again[0], bases[0].weight.bfloat16())
         assert all(a is b for a, b in zip(again[1:], first[1:]))
+    # peft merges and unmerges through `.data`, which no version counter sees: the casts are dropped
+    fused.merge_adapter()
+    assert all(cast is None for cast in casts())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_and_gradients(fused, seed=2)  # merged: peft's own path, which casts nothing to keep
+    fused.unmerge_adapter()
+    assert all(cast is None for cast in casts())

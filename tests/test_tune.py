@@ -1,6 +1,6 @@
 """Tuning: seeded trials, workers sharing a study, a killed tuning resumed, and a choice blind to test.
 
-The worker tests run `squad_ft.tune.work` in real processes on a real SQLite storage with a runner that
+The worker tests run `squad_ft.tune.work` in real processes on real SQLite and journal storages with a runner that
 records each trial instead of training; the last test tunes a tiny pipeline through `dvc exp run`.
 """
 from __future__ import annotations
@@ -104,27 +104,48 @@ def test_a_killed_tuning_resumes_and_runs_no_finished_trial_again(tmp_path, kind
     assert [trial["f1"] for trial in finished_trials(study)] == [0.0, 10.0, 20.0, 30.0]
 
 
-def test_a_trial_claimed_before_the_machine_restarted_runs_again(tmp_path):
-    """A study kept in git and resumed in a later session: the worker that claimed a trial had this host name
-    and a pid that now belongs to a live process (this one), but an earlier boot: it is gone."""
+@pytest.mark.parametrize("claimed_by", ["an earlier boot", "another machine"])
+def test_a_trial_claimed_before_the_machine_restarted_runs_again(tmp_path, claimed_by):
+    """A study kept in git and resumed in a later session: the worker that claimed a trial had a pid that now
+    belongs to a live process (this one), but an earlier boot of this host, or another machine (a file storage
+    is shared on one machine only): it is gone."""
     import os
     import socket
 
     from optuna.trial import TrialState
 
-    from squad_ft.tune import work
+    from squad_ft.tune import _boot, work
 
     storage = str(tmp_path / "studies.journal")
     study = open_study(storage, "t", "lora", SPACE, 0, 2, {})
     ran = []
     work(study, lambda mode, settings, name: ran.append(settings) or {"f1": 1.0}, storage, limit=1)
     claimed = study.ask()  # the second trial, claimed by a worker of an earlier boot, then the session ended
-    claimed.set_user_attr("worker", {"host": socket.gethostname(), "boot": "an earlier boot", "pid": os.getpid()})
+    host, boot = (socket.gethostname(), "an earlier boot") if claimed_by == "an earlier boot" else ("elsewhere", _boot())
+    claimed.set_user_attr("worker", {"host": host, "boot": boot, "pid": os.getpid()})
     running = [trial for trial in study.get_trials() if trial.state == TrialState.RUNNING]
     assert len(running) == 1 and running[0].user_attrs["index"] == 1
     assert work(study, lambda mode, settings, name: ran.append(settings) or {"f1": 2.0}, storage) == 1
     assert ran == study.user_attrs["drawn"]  # each drawn trial run once here: the first, then the abandoned one
     assert [trial["f1"] for trial in finished_trials(study)] == [1.0, 2.0]
+
+
+def test_the_modes_take_turns_also_after_a_stop(tmp_path):
+    """Each next trial is one of a mode with the fewest finished: a tuning stopped after full fine-tuning's
+    first trial resumes with LoRA's and the head's, so the modes never drift apart."""
+    from squad_ft.tune import take_turns, work
+
+    storage = str(tmp_path / "studies.journal")
+    studies = [open_study(storage, "t", mode, SPACE, 0, 2, {}) for mode in ("full", "lora", "head")]
+    ran = []
+
+    def runner(mode, settings, name):
+        ran.append(mode)
+        return {"f1": 1.0}
+
+    work(studies[0], runner, storage, limit=1)  # then the tuning stopped
+    assert take_turns(studies, runner, storage) == 5
+    assert ran == ["full", "lora", "head", "full", "lora", "head"]
 
 
 @pytest.fixture(scope="module")

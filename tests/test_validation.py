@@ -141,6 +141,7 @@ def test_training_predicts_validation_in_its_features_order_as_the_evaluate_stag
                                data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=48),
                                train_dataset=features,
                                eval_dataset=validation.features, processing_class=tokenizer, validation=validation)
+    assert max(map(len, validation.features["input_ids"])) % 48  # so that the padding shows
     during_training = trainer_logits(trainer, validation.features)
     evaluate_stage = predict_logits(model, tokenizer, validation.features, 4, "fp32")
     assert len({row.tobytes() for row in evaluate_stage[0]}) > 5  # features that a shuffle would tell apart
@@ -164,7 +165,7 @@ class BatchWidths(TrainerCallback):
         self.widths = {batch["input_ids"].shape[1] for batch in train_dataloader}
 
 
-@pytest.mark.parametrize("multiple", [None, 32])
+@pytest.mark.parametrize("multiple", [None, 24])
 def test_training_batches_are_padded_to_a_multiple_of_pad_to_multiple_of(small_run, tmp_path, multiple):
     """Few batch widths, so that under bf16 oneDNN meets few shapes: each width is the batch's longest feature
     rounded up to a multiple of train.pad_to_multiple_of (null: the longest feature itself)."""
@@ -176,5 +177,6 @@ def test_training_batches_are_padded_to_a_multiple_of_pad_to_multiple_of(small_r
     train(build_model(str(model_dir), "full", 0.0, params["lora"]), tokenizer, features, hyper, 0, tmp_path / "model",
           tmp_path / "live", tmp_path / "checkpoints", callbacks=(widths,))
     longest = max(map(len, features["input_ids"]))
-    assert longest % 32  # so that padding to a multiple of 32 shows
+    # so that padding to a multiple shows, and is not padding to the window's length
+    assert longest % 24 and -(-longest // 24) * 24 != WINDOW["max_length"]
     assert widths.widths == ({-(-longest // multiple) * multiple} if multiple else {longest})
