@@ -240,7 +240,7 @@ def test_a_frozen_weight_is_cast_once_and_again_only_when_changed():
     bases = [m.get_base_layer() for m in fused.modules() if isinstance(m, fused_lora.FusedLoraLinear)]
 
     def casts():
-        return [getattr(base.weight, fused_lora.CAST, (None, None))[1] for base in bases]
+        return [getattr(base.weight, fused_lora.CAST, (None, None, None))[2] for base in bases]
 
     assert all(cast is None for cast in casts())
     with torch.autocast("cpu", dtype=torch.bfloat16):
