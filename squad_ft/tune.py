@@ -333,8 +333,10 @@ def tuning_curve(scores: list[float], confidence: float = 0.8):
     if len(scores) < 2:
         curve = point.average_tuning_curve(ns)
         return list(zip(ns, curve, curve, curve))
+    # n_jobs=1: in this process. opda's default forks a multiprocessing pool, and a fork of a process whose
+    # libraries run threads (torch's, once imported) can deadlock: a CI run hung there, joining the pool.
     low_cdf, _, high_cdf = EmpiricalDistribution.confidence_bands(
-        scores, confidence, a=0.0, b=100.0, method="ld_equal_tailed", generator=np.random.default_rng(0))
+        scores, confidence, a=0.0, b=100.0, method="ld_equal_tailed", generator=np.random.default_rng(0), n_jobs=1)
     # a CDF that rises later (the band's lower edge) means higher scores: the upper curve
     return list(zip(ns, point.average_tuning_curve(ns), high_cdf.average_tuning_curve(ns),
                     low_cdf.average_tuning_curve(ns)))

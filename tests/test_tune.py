@@ -16,7 +16,7 @@ import pytest
 import yaml
 from helpers import ENV, ROOT, init_repo, make_examples, run, tiny_params, write_jsonl, write_project
 
-from squad_ft.tune import draw_trials, finished_trials, open_study, report
+from squad_ft.tune import draw_trials, finished_trials, open_study, report, tuning_curve
 
 SPACE = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "r": [4, 8, 16], "use_rslora": [False, True]}
 
@@ -59,6 +59,25 @@ def test_the_same_seed_draws_the_same_trials_from_the_space(tmp_path):
     again = open_study(f"sqlite:///{tmp_path}/a.db", "t", "lora", SPACE, 0, 6, {})
     elsewhere = open_study(f"sqlite:///{tmp_path}/b.db", "t", "lora", SPACE, 0, 6, {})
     assert first.user_attrs["drawn"] == again.user_attrs["drawn"] == elsewhere.user_attrs["drawn"] == drawn
+
+
+def test_the_tuning_curve_is_computed_in_this_process(monkeypatch):
+    """opda forks a process pool for its bands unless told not to; a fork of a process that has loaded torch can
+    deadlock (a CI run hung there). The curve: n = 1 gives the mean score, more trials a higher expected best,
+    and the band holds the curve."""
+    import multiprocessing
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("the tuning curve started a process pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    scores = [40.0, 55.0, 60.0, 47.0]
+    curve = tuning_curve(scores)
+    assert [n for n, *_ in curve] == [1, 2, 3, 4]
+    assert curve[0][1] == pytest.approx(sum(scores) / len(scores))
+    expected = [point for _, point, _, _ in curve]
+    assert expected == sorted(expected) and expected[-1] < max(scores)
+    assert all(low <= point <= high for _, point, low, high in curve)
 
 
 def test_a_study_resumed_with_another_budget_is_refused(tmp_path):
